@@ -1,0 +1,72 @@
+"""``create_model``: one call from a name and options to a ready FCN."""
+
+from __future__ import annotations
+
+import os
+
+from torch import nn
+
+from fcnlab.errors import FCNLabError
+from fcnlab.models.convolutionalize import convolutionalize
+from fcnlab.models.registry import model_builder
+from fcnlab.models.vgg import BACKBONES, VGGBackbone, VGGClassifier
+from fcnlab.models.weights import load_classifier, resolve_pretrained
+
+
+def create_backbone(
+    backbone: str = "vgg16",
+    geometry: str = "faithful",
+    pretrained: str | os.PathLike | None = None,
+    **backbone_kwargs,
+) -> VGGBackbone:
+    """A convolutionalized VGG16-topology backbone, from random init or a classifier's weights."""
+    if backbone not in BACKBONES:
+        raise FCNLabError(f"unknown backbone {backbone!r}; valid: {', '.join(sorted(BACKBONES))}")
+    if geometry not in VGGBackbone.GEOMETRIES:
+        raise FCNLabError(f"unknown geometry {geometry!r}; valid: {', '.join(VGGBackbone.GEOMETRIES)}")
+    try:
+        spec = BACKBONES[backbone](**backbone_kwargs)
+    except TypeError as e:
+        raise FCNLabError(f"backbone {backbone}: {e}") from None
+    classifier = VGGClassifier(spec)
+    state = resolve_pretrained(pretrained, backbone)
+    if state is not None:
+        load_classifier(classifier, state, str(pretrained))
+    k = spec.pool5_size
+    if geometry == "efficient" and k % 2 == 0:
+        raise FCNLabError(f"geometry=efficient needs an odd fc6 kernel (pool5_size), got {k}")
+    # faithful: fc6 unpadded, as the classifier; efficient: padded to keep the pool5 map's size.
+    fc = convolutionalize(
+        classifier.classifier, spec.widths[-1], k, padding=0 if geometry == "faithful" else k // 2
+    )
+    return VGGBackbone(classifier.features, fc, spec, geometry)
+
+
+def create_model(
+    name: str,
+    *,
+    num_classes: int = 21,
+    backbone: str = "vgg16",
+    geometry: str = "faithful",
+    pretrained: str | os.PathLike | None = None,
+    freeze_backbone: bool = False,
+    learn_upsampling: bool = True,
+    **backbone_kwargs,
+) -> nn.Module:
+    """Build a registered FCN (see ``list_models()``).
+
+    ``pretrained``: None (random init), "imagenet" (torchvision's VGG16 file, local only) or a path to
+    a VGG16-layout classifier state dict. ``freeze_backbone`` leaves only the layers after fc7
+    trainable (FCN-32s-fixed). ``learn_upsampling`` trains the 2× upsamplings inside 16s/8s (the
+    paper) or keeps them bilinear (the reference release). Extra keywords go to the backbone, e.g.
+    ``width_divisor`` for ``vgg16_tiny``.
+    """
+    build = model_builder(name)
+    if num_classes < 1:
+        raise FCNLabError(f"num_classes must be >= 1, got {num_classes}")
+    net = build(
+        create_backbone(backbone, geometry, pretrained, **backbone_kwargs), num_classes, learn_upsampling
+    )
+    if freeze_backbone:
+        net.backbone.requires_grad_(False)
+    return net
