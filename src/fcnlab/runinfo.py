@@ -1,0 +1,53 @@
+"""What a run records about itself: git sha, library versions, hardware; and atomic file writes."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+from pathlib import Path
+
+
+def git_sha(cwd: str | os.PathLike | None = None) -> str:
+    """The checked-out commit (with ``-dirty`` for uncommitted changes), or "unknown"."""
+    cwd = cwd or Path(__file__).resolve().parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True,
+                             timeout=10, check=True).stdout.strip()  # fmt: skip
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
+                               capture_output=True, text=True, timeout=10).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return sha + ("-dirty" if dirty else "")
+
+
+def versions() -> dict[str, str]:
+    import hydra
+    import lightning
+    import torch
+    import torchmetrics
+    import torchvision
+
+    import fcnlab
+
+    mods = {"fcnlab": fcnlab, "torch": torch, "torchvision": torchvision, "lightning": lightning,
+            "hydra": hydra, "torchmetrics": torchmetrics}  # fmt: skip
+    return {"python": platform.python_version(), **{k: m.__version__ for k, m in mods.items()}}
+
+
+def hardware() -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        return f"{torch.cuda.device_count()}x {torch.cuda.get_device_name(0)}"
+    return f"CPU {platform.processor() or platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads"
+
+
+def write_json(path: str | os.PathLike, data: dict) -> None:
+    """Write JSON atomically: a temp file in the same folder, then rename over the target."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=1, default=str) + "\n")
+    os.replace(tmp, path)

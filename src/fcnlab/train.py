@@ -1,0 +1,176 @@
+"""Train and evaluate one FCN variant, configured by Hydra (``conf/train.yaml``).
+
+    fcnlab-train                                   # tiny FCN-8s on the generated data, CPU
+    fcnlab-train model=fcn16s init_from=<fcn32s best.ckpt>
+    fcnlab-train data=voc_sbd data.root=/data/voc experiment=table2_voc trainer=gpu
+    fcnlab-train -m model=fcn32s,fcn16s seed=0,1   # a multirun sweep
+
+Writes into the job's output dir: ``checkpoints/{best,last}.ckpt``, logs, the split lists used and
+``results.json`` (the best checkpoint's four metrics, per-class IU, init, seed, wall time, git sha),
+which ``fcnlab-report`` reads. Returns ``optimized_metric`` to a sweeper.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import hydra
+import lightning as L
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from fcnlab.errors import FCNLabError
+from fcnlab.runinfo import git_sha, hardware, versions, write_json
+
+log = logging.getLogger("fcnlab.train")
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+OmegaConf.register_new_resolver("fcnlab_pid", lambda: str(os.getpid()), use_cache=True, replace=True)
+
+
+def model_kwargs(model_cfg: DictConfig | dict) -> dict:
+    """``create_model`` keywords from the ``model`` config group (drops the report-only ``variant``)."""
+    cfg = (
+        OmegaConf.to_container(model_cfg, resolve=True)
+        if isinstance(model_cfg, DictConfig)
+        else dict(model_cfg)
+    )
+    cfg.pop("variant", None)
+    extra = cfg.pop("backbone_kwargs", None) or {}
+    return {**cfg, **extra}
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Catch bad settings before anything expensive runs; one line naming the option each."""
+    lr = cfg.optimizer.get("lr")
+    if lr is None or not lr > 0:
+        raise FCNLabError(f"optimizer.lr={lr}: the learning rate must be positive")
+    if cfg.model.num_classes != cfg.data.num_classes:
+        raise FCNLabError(f"model.num_classes={cfg.model.num_classes} but the data has {cfg.data.num_classes} "
+                          "classes; drop the override or set data.num_classes")  # fmt: skip
+    for key in ("init_from", "ckpt_path"):
+        if cfg.get(key) and not Path(cfg[key]).is_file():
+            raise FCNLabError(
+                f"{key}={cfg[key]}: no such file; check the path (a sweep's parent stage may have failed)"
+            )
+
+
+def ensure_pretrained(cfg: DictConfig) -> None:
+    """Pretrain the tiny backbone on the generated classification set if the run needs it and it's missing."""
+    if cfg.model.pretrained is None or str(cfg.model.pretrained) != str(cfg.pretrain.output):
+        return
+    from fcnlab.data.synthetic import SyntheticConfig, generate
+    from fcnlab.training.pretrain import pretrain_backbone
+
+    generate(cfg.pretrain.data_root, SyntheticConfig(**(cfg.data.get("generate") or {})))
+    summary = pretrain_backbone(
+        cfg.pretrain.data_root, cfg.pretrain.output, cfg.model.backbone, dict(cfg.model.backbone_kwargs or {}),
+        epochs=cfg.pretrain.epochs, lr=cfg.pretrain.lr, batch_size=cfg.pretrain.batch_size,
+    )  # fmt: skip
+    log.info("pretrained backbone %s: classification val accuracy %.1f%%", cfg.pretrain.output,
+             100 * summary["val_accuracy"])  # fmt: skip
+
+
+def train(cfg: DictConfig) -> dict:
+    """Fit, then re-validate the best checkpoint; returns (and writes) the results record."""
+    from hydra.utils import instantiate
+
+    from fcnlab.models import load_staged
+    from fcnlab.training import FCNModule
+
+    start = time.perf_counter()
+    torch.set_flush_denormal(True)  # random-init nets on CPU can crawl on denormal floats
+    check_config(cfg)
+    out_dir = Path(cfg.paths.output_dir)
+    L.seed_everything(cfg.seed, workers=True)
+    ensure_pretrained(cfg)
+
+    datamodule = instantiate(cfg.data, _convert_="all")
+    module = FCNModule(
+        model=model_kwargs(cfg.model),
+        optimizer=instantiate(cfg.optimizer),
+        scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
+        loss_normalize=cfg.loss.normalize,
+        bias_lr_mult=cfg.loss.bias_lr_mult,
+        class_names=datamodule.class_names,
+    )
+    if not any(p.requires_grad for p in module.model.parameters()):
+        raise FCNLabError(f"model.freeze_backbone=true leaves {cfg.model.name} nothing to train")
+    if cfg.init_from:
+        fresh = load_staged(module.model, cfg.init_from)
+        log.info("initialised from %s; new layers: %s", cfg.init_from, ", ".join(fresh) or "none")
+    module.run_info = {"config": OmegaConf.to_container(cfg, resolve=True), "git_sha": git_sha()}
+
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+
+    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    if best:  # the reported numbers are the best checkpoint's, re-measured in full
+        trainer.validate(module, datamodule=datamodule, ckpt_path=best, verbose=False)
+    scores = module.last_scores
+    results = {
+        "variant": cfg.model.variant,
+        "model": cfg.model.name,
+        "seed": cfg.seed,
+        "status": "ok" if scores is not None else "failed",
+        "metrics": scores.as_dict() if scores else {},
+        "per_class_iu": dict(zip(datamodule.class_names, scores.per_class_iu, strict=False))
+        if scores
+        else {},
+        "init_from": cfg.init_from,
+        "pretrained": cfg.model.pretrained,
+        "best_checkpoint": best,
+        "epochs": trainer.current_epoch,
+        "steps": trainer.global_step,
+        "wall_seconds": round(time.perf_counter() - start, 1),
+        "git_sha": module.run_info["git_sha"],
+        "versions": versions(),
+        "hardware": hardware(),
+    }
+    if trainer.is_global_zero:
+        write_json(out_dir / "results.json", results)
+    return results
+
+
+def fail_record(cfg: DictConfig, error: str) -> None:
+    """A results.json marking this job failed, so a sweep report shows the row as failed."""
+    try:
+        out = Path(cfg.paths.output_dir)
+        write_json(out / "results.json", {"variant": cfg.model.variant, "model": cfg.model.name,
+                                          "seed": cfg.seed, "status": "failed", "error": error})  # fmt: skip
+    except Exception:
+        pass
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
+def main(cfg: DictConfig) -> float:
+    try:
+        results = train(cfg)
+    except FCNLabError as e:
+        message = str(e).strip().splitlines()[-1].removeprefix("fcnlab.errors.FCNLabError: ")
+        fail_record(cfg, message)
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            raise  # this job fails; the sweep goes on and the report marks the row
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(2)
+    finally:
+        if "wandb" in sys.modules:
+            import wandb
+
+            wandb.finish()  # a failed job must not leave its run open for the next one
+    value = results["metrics"].get(cfg.optimized_metric.removeprefix("val/"), math.nan)
+    log.info("%s seed %s: %s", results["variant"], results["seed"],
+             ", ".join(f"{k} {100 * v:.1f}" for k, v in results["metrics"].items()))  # fmt: skip
+    return value
+
+
+if __name__ == "__main__":
+    main()

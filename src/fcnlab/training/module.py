@@ -1,0 +1,102 @@
+"""``FCNModule``: any registered FCN trained with per-pixel cross-entropy and scored like the paper."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torchmetrics.classification import MulticlassConfusionMatrix
+
+from fcnlab.data.classes import VOID
+from fcnlab.evaluation import SegmentationScores, segmentation_scores
+from fcnlab.models import create_model
+from fcnlab.training.optim import build_optimizer, build_scheduler
+
+log = logging.getLogger(__name__)
+
+
+class FCNModule(L.LightningModule):
+    """Wraps ``create_model(**model)``; validation accumulates one confusion matrix per epoch.
+
+    ``loss_normalize=False`` sums the loss over pixels, as the reference release does with batch 1
+    and momentum 0.99 (and tiny learning rates); ``True`` averages over labelled pixels.
+    """
+
+    def __init__(
+        self,
+        model: dict,
+        optimizer: functools.partial | None = None,
+        scheduler: functools.partial | None = None,
+        loss_normalize: bool = True,
+        bias_lr_mult: float = 2.0,
+        class_names: list[str] | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["optimizer", "scheduler"])
+        self.model = create_model(**model)
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self.loss_normalize, self.bias_lr_mult = loss_normalize, bias_lr_mult
+        num_classes = model.get("num_classes", 21)
+        self.class_names = list(class_names or [str(i) for i in range(num_classes)])
+        self.val_confusion = MulticlassConfusionMatrix(num_classes, ignore_index=VOID, validate_args=False)
+        self.last_scores: SegmentationScores | None = None
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model(images)
+
+    def loss(self, logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        reduction = "mean" if self.loss_normalize else "sum"
+        if not (masks != VOID).any():  # a crop of void only: no signal, and "mean" would be nan
+            return logits.sum() * 0.0
+        return F.cross_entropy(logits, masks, ignore_index=VOID, reduction=reduction)
+
+    def on_fit_start(self) -> None:
+        trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+        total = sum(p.numel() for p in self.model.parameters())
+        log.info("%s: %s of %s parameters trainable", self.model.name, f"{trainable:,}", f"{total:,}")
+        for logger in self.loggers:
+            logger.log_hyperparams({"trainable_params": trainable, "total_params": total})
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        images, masks = batch
+        loss = self.loss(self(images), masks)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"non-finite loss {loss.item()} at step {self.global_step}")
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(images))
+        return loss
+
+    def on_validation_epoch_start(self) -> None:
+        self.val_confusion.reset()  # the sanity check must not leak into the first epoch
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        images, masks = batch
+        logits = self(images)
+        self.log("val/loss", self.loss(logits, masks), on_epoch=True, batch_size=len(images), sync_dist=True)
+        self.val_confusion.update(logits.argmax(1), masks)
+
+    def on_validation_epoch_end(self) -> None:
+        confusion = self.val_confusion.compute()  # summed over processes: exact under DDP
+        self.val_confusion.reset()
+        if confusion.sum() == 0:
+            return
+        scores = segmentation_scores(confusion)
+        self.last_scores = scores
+        self.log_dict(scores.as_dict("val/"), prog_bar=True)
+        for name, iu in zip(self.class_names, scores.per_class_iu, strict=False):
+            if not math.isnan(iu):
+                self.log(f"val_iu/{name}", iu)
+
+    def configure_optimizers(self):
+        if self.optimizer_factory is None:
+            raise ValueError("FCNModule needs an optimizer to train")
+        optimizer = build_optimizer(self.optimizer_factory, self.model, self.bias_lr_mult)
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = build_scheduler(
+            self.scheduler_factory, optimizer, self.trainer.estimated_stepping_batches
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
