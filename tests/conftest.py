@@ -10,9 +10,19 @@ from fcnlab.data.synthetic import SyntheticConfig, generate
 torch.set_flush_denormal(True)
 
 TINY_DATA = SyntheticConfig(
-    seed=3, sbd_train=24, sbd_val=6, voc_val=12, voc_val_in_sbd_train=4, voc_train=6, min_size=40, max_size=72,
-    voc2012=True, classification_train=40, classification_val=20, classification_size=96,
-)  # fmt: skip
+    seed=3,
+    sbd_train=24,
+    sbd_val=6,
+    voc_val=12,
+    voc_val_in_sbd_train=4,
+    voc_train=6,
+    min_size=40,
+    max_size=72,
+    voc2012=True,
+    classification_train=40,
+    classification_val=20,
+    classification_size=96,
+)
 
 
 @pytest.fixture(scope="session")

@@ -30,8 +30,16 @@ def test_generated_tree_has_the_real_layouts(tiny_data):
     root = Path(tiny_data)
     voc = root / "VOCdevkit/VOC2011"
     sbd = root / "benchmark_RELEASE/dataset"
-    for path in (voc / "JPEGImages", voc / "SegmentationClass", voc / "ImageSets/Segmentation/val.txt",
-                 sbd / "img", sbd / "cls", sbd / "train.txt", sbd / "val.txt", root / "VOCdevkit/VOC2012"):  # fmt: skip
+    for path in (
+        voc / "JPEGImages",
+        voc / "SegmentationClass",
+        voc / "ImageSets/Segmentation/val.txt",
+        sbd / "img",
+        sbd / "cls",
+        sbd / "train.txt",
+        sbd / "val.txt",
+        root / "VOCdevkit/VOC2012",
+    ):
         assert path.exists(), path
     some = read_ids(voc / "ImageSets/Segmentation/val.txt")[0]
     png = Image.open(voc / "SegmentationClass" / f"{some}.png")
@@ -73,9 +81,11 @@ def test_split_counts(tiny_data):
     train, val, ids = protocol_samples(tiny_data, "voc2012_aug")
     root = Path(tiny_data)
     held_out = set(read_ids(root / "VOCdevkit/VOC2012/ImageSets/Segmentation/val.txt"))
-    pool = set(read_ids(root / "benchmark_RELEASE/dataset/train.txt")) | set(
-        read_ids(root / "benchmark_RELEASE/dataset/val.txt")) | set(
-        read_ids(root / "VOCdevkit/VOC2012/ImageSets/Segmentation/train.txt"))  # fmt: skip
+    pool = (
+        set(read_ids(root / "benchmark_RELEASE/dataset/train.txt"))
+        | set(read_ids(root / "benchmark_RELEASE/dataset/val.txt"))
+        | set(read_ids(root / "VOCdevkit/VOC2012/ImageSets/Segmentation/train.txt"))
+    )
     assert set(ids["train"]) == pool - held_out and len(ids["train"]) == len(train)
     assert len(val) == len(held_out)
 
@@ -94,9 +104,18 @@ def test_seg11valid_subtracts_sbd_train(tmp_path):
 
 
 def test_generation_is_deterministic_atomic_and_idempotent(tmp_path, monkeypatch):
-    cfg = synthetic.SyntheticConfig(seed=5, sbd_train=4, sbd_val=2, voc_val=4, voc_val_in_sbd_train=2,
-                                    voc_train=2, min_size=32, max_size=48, classification_train=4,
-                                    classification_val=2)  # fmt: skip
+    cfg = synthetic.SyntheticConfig(
+        seed=5,
+        sbd_train=4,
+        sbd_val=2,
+        voc_val=4,
+        voc_val_in_sbd_train=2,
+        voc_train=2,
+        min_size=32,
+        max_size=48,
+        classification_train=4,
+        classification_val=2,
+    )
     a, b = synthetic.generate(tmp_path / "a", cfg, 1), synthetic.generate(tmp_path / "b", cfg, 1)
     files = sorted(
         p.relative_to(a) for p in a.rglob("*") if p.is_file() and p.suffix in (".jpg", ".png", ".txt")
@@ -139,15 +158,18 @@ def test_random_scale_resizes_masks_with_nearest_labels():
     labels = torch.randint(0, 21, (40, 40), dtype=torch.uint8)
     labels[:5] = VOID
     torch.manual_seed(1)
-    img, mask = RandomScale((0.5, 2.0))(tv_tensors.Image(torch.zeros(3, 40, 40, dtype=torch.uint8)),
-                                         tv_tensors.Mask(labels))  # fmt: skip
+    img, mask = RandomScale((0.5, 2.0))(
+        tv_tensors.Image(torch.zeros(3, 40, 40, dtype=torch.uint8)), tv_tensors.Mask(labels)
+    )
     assert img.shape[-2:] == mask.shape[-2:] != (40, 40)
     assert set(mask.unique().tolist()) <= set(labels.unique().tolist())
 
 
 def test_pad_collate_pads_masks_with_void():
-    batch = [(torch.ones(3, 4, 5), torch.zeros(4, 5, dtype=torch.int64)),
-             (torch.ones(3, 6, 3), torch.ones(6, 3, dtype=torch.int64))]  # fmt: skip
+    batch = [
+        (torch.ones(3, 4, 5), torch.zeros(4, 5, dtype=torch.int64)),
+        (torch.ones(3, 6, 3), torch.ones(6, 3, dtype=torch.int64)),
+    ]
     images, masks = pad_collate(batch)
     assert images.shape == (2, 3, 6, 5) and masks.shape == (2, 6, 5)
     assert (masks[0, 4:] == VOID).all() and (masks[1, :, 3:] == VOID).all()
@@ -155,8 +177,15 @@ def test_pad_collate_pads_masks_with_void():
 
 
 def test_datamodule_loaders_and_split_file(tiny_data, tmp_path):
-    dm = SegmentationDataModule(tiny_data, crop_size=48, batch_size=4, num_workers=0, split_dir=str(tmp_path / "s"),
-                                generate=None, val_batch_size=3)  # fmt: skip
+    dm = SegmentationDataModule(
+        tiny_data,
+        crop_size=48,
+        batch_size=4,
+        num_workers=0,
+        split_dir=str(tmp_path / "s"),
+        generate=None,
+        val_batch_size=3,
+    )
     dm.setup("fit")
     images, masks = next(iter(dm.train_dataloader()))
     assert images.shape == (4, 3, 48, 48) and images.dtype == torch.float32 and masks.dtype == torch.int64
@@ -167,8 +196,18 @@ def test_datamodule_loaders_and_split_file(tiny_data, tmp_path):
 
 
 def test_generated_default_appears_on_first_use(tmp_path):
-    gen = {"seed": 1, "sbd_train": 3, "sbd_val": 1, "voc_val": 3, "voc_val_in_sbd_train": 1, "voc_train": 1,
-           "min_size": 32, "max_size": 40, "classification_train": 2, "classification_val": 1}  # fmt: skip
+    gen = {
+        "seed": 1,
+        "sbd_train": 3,
+        "sbd_val": 1,
+        "voc_val": 3,
+        "voc_val_in_sbd_train": 1,
+        "voc_train": 1,
+        "min_size": 32,
+        "max_size": 40,
+        "classification_train": 2,
+        "classification_val": 1,
+    }
     dm = SegmentationDataModule(str(tmp_path / "shapes"), generate=gen, crop_size=32, num_workers=0)
     dm.prepare_data()
     dm.setup("fit")

@@ -71,7 +71,10 @@ def test_two_batches_equal_their_concatenation():
     whole = MulticlassConfusionMatrix(4, ignore_index=255)
     whole.update(torch.cat([a_pred, b_pred]), torch.cat([a_true, b_true]))
     assert torch.equal(split.compute(), whole.compute())
-    per_image = np.mean([segmentation_scores(
-        MulticlassConfusionMatrix(4, ignore_index=255)(p[None], t[None])).mean_iu
-        for p, t in zip(torch.cat([a_pred, b_pred]), torch.cat([a_true, b_true]), strict=True)])  # fmt: skip
+    per_image = np.mean(
+        [
+            segmentation_scores(MulticlassConfusionMatrix(4, ignore_index=255)(p[None], t[None])).mean_iu
+            for p, t in zip(torch.cat([a_pred, b_pred]), torch.cat([a_true, b_true]), strict=True)
+        ]
+    )
     assert segmentation_scores(whole.compute()).mean_iu != pytest.approx(per_image, abs=1e-9)

@@ -88,8 +88,9 @@ def test_batch_of_images_is_independent():
 
 
 def test_bilinear_kernel_values():
-    torch.testing.assert_close(bilinear_kernel(2)[0] / bilinear_kernel(2)[0].max(),
-                               torch.tensor([0.25, 0.75, 0.75, 0.25]) / 0.75)  # fmt: skip
+    torch.testing.assert_close(
+        bilinear_kernel(2)[0] / bilinear_kernel(2)[0].max(), torch.tensor([0.25, 0.75, 0.75, 0.25]) / 0.75
+    )
     taps = torch.tensor([0.25, 0.75, 0.75, 0.25])
     torch.testing.assert_close(bilinear_kernel(2), torch.outer(taps, taps))
     taps3 = torch.tensor([1 / 3, 2 / 3, 1.0, 2 / 3, 1 / 3])
@@ -111,8 +112,12 @@ def test_upsampling_is_bilinear_interpolation(factor, learnable):
     y = up(x).detach()
     ref = F.interpolate(x, scale_factor=factor, mode="bilinear", align_corners=False)
     s, m = factor // 2, factor  # shift; margin where borders differ
-    torch.testing.assert_close(y[..., s + m : s + 5 * factor, s + m : s + 6 * factor],
-                               ref[..., m : 5 * factor, m : 6 * factor], atol=1e-5, rtol=1e-5)  # fmt: skip
+    torch.testing.assert_close(
+        y[..., s + m : s + 5 * factor, s + m : s + 6 * factor],
+        ref[..., m : 5 * factor, m : 6 * factor],
+        atol=1e-5,
+        rtol=1e-5,
+    )
 
 
 @pytest.mark.parametrize("factor", [2, 8, 32])
@@ -152,8 +157,9 @@ def _check_convolutionalized(classifier, in_channels, k, native):
 
 def test_convolutionalized_tiny_vgg_gives_classifier_logits():
     spec = vgg16_tiny_spec()
-    _check_convolutionalized(VGGClassifier(spec, num_classes=20), spec.widths[-1], spec.pool5_size,
-                             spec.native_input)  # fmt: skip
+    _check_convolutionalized(
+        VGGClassifier(spec, num_classes=20), spec.widths[-1], spec.pool5_size, spec.native_input
+    )
 
 
 def test_convolutionalized_torchvision_vgg16_gives_classifier_logits():

@@ -13,10 +13,16 @@ def git_sha(cwd: str | os.PathLike | None = None) -> str:
     """The checked-out commit (with ``-dirty`` for uncommitted changes), or "unknown"."""
     cwd = cwd or Path(__file__).resolve().parent
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True,
-                             timeout=10, check=True).stdout.strip()  # fmt: skip
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
-                               capture_output=True, text=True, timeout=10).stdout.strip()  # fmt: skip
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return sha + ("-dirty" if dirty else "")
@@ -31,8 +37,14 @@ def versions() -> dict[str, str]:
 
     import fcnlab
 
-    mods = {"fcnlab": fcnlab, "torch": torch, "torchvision": torchvision, "lightning": lightning,
-            "hydra": hydra, "torchmetrics": torchmetrics}  # fmt: skip
+    mods = {
+        "fcnlab": fcnlab,
+        "torch": torch,
+        "torchvision": torchvision,
+        "lightning": lightning,
+        "hydra": hydra,
+        "torchmetrics": torchmetrics,
+    }
     return {"python": platform.python_version(), **{k: m.__version__ for k, m in mods.items()}}
 
 
@@ -41,7 +53,8 @@ def hardware() -> str:
 
     if torch.cuda.is_available():
         return f"{torch.cuda.device_count()}x {torch.cuda.get_device_name(0)}"
-    return f"CPU {platform.processor() or platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads"
+    cpu = platform.processor() or platform.machine()
+    return f"CPU {cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} threads"
 
 
 def write_json(path: str | os.PathLike, data: dict) -> None:

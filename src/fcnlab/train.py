@@ -52,8 +52,10 @@ def check_config(cfg: DictConfig) -> None:
     if lr is None or not lr > 0:
         raise FCNLabError(f"optimizer.lr={lr}: the learning rate must be positive")
     if cfg.model.num_classes != cfg.data.num_classes:
-        raise FCNLabError(f"model.num_classes={cfg.model.num_classes} but the data has {cfg.data.num_classes} "
-                          "classes; drop the override or set data.num_classes")  # fmt: skip
+        raise FCNLabError(
+            f"model.num_classes={cfg.model.num_classes} but the data has {cfg.data.num_classes} "
+            "classes; drop the override or set data.num_classes"
+        )
     for key in ("init_from", "ckpt_path"):
         if cfg.get(key) and not Path(cfg[key]).is_file():
             raise FCNLabError(
@@ -70,11 +72,19 @@ def ensure_pretrained(cfg: DictConfig) -> None:
 
     generate(cfg.pretrain.data_root, SyntheticConfig(**(cfg.data.get("generate") or {})))
     summary = pretrain_backbone(
-        cfg.pretrain.data_root, cfg.pretrain.output, cfg.model.backbone, dict(cfg.model.backbone_kwargs or {}),
-        epochs=cfg.pretrain.epochs, lr=cfg.pretrain.lr, batch_size=cfg.pretrain.batch_size,
-    )  # fmt: skip
-    log.info("pretrained backbone %s: classification val accuracy %.1f%%", cfg.pretrain.output,
-             100 * summary["val_accuracy"])  # fmt: skip
+        cfg.pretrain.data_root,
+        cfg.pretrain.output,
+        cfg.model.backbone,
+        dict(cfg.model.backbone_kwargs or {}),
+        epochs=cfg.pretrain.epochs,
+        lr=cfg.pretrain.lr,
+        batch_size=cfg.pretrain.batch_size,
+    )
+    log.info(
+        "pretrained backbone %s: classification val accuracy %.1f%%",
+        cfg.pretrain.output,
+        100 * summary["val_accuracy"],
+    )
 
 
 def train(cfg: DictConfig) -> dict:
@@ -144,8 +154,16 @@ def fail_record(cfg: DictConfig, error: str) -> None:
     """A results.json marking this job failed, so a sweep report shows the row as failed."""
     try:
         out = Path(cfg.paths.output_dir)
-        write_json(out / "results.json", {"variant": cfg.model.variant, "model": cfg.model.name,
-                                          "seed": cfg.seed, "status": "failed", "error": error})  # fmt: skip
+        write_json(
+            out / "results.json",
+            {
+                "variant": cfg.model.variant,
+                "model": cfg.model.name,
+                "seed": cfg.seed,
+                "status": "failed",
+                "error": error,
+            },
+        )
     except Exception:
         pass
 
@@ -167,8 +185,12 @@ def main(cfg: DictConfig) -> float:
 
             wandb.finish()  # a failed job must not leave its run open for the next one
     value = results["metrics"].get(cfg.optimized_metric.removeprefix("val/"), math.nan)
-    log.info("%s seed %s: %s", results["variant"], results["seed"],
-             ", ".join(f"{k} {100 * v:.1f}" for k, v in results["metrics"].items()))  # fmt: skip
+    log.info(
+        "%s seed %s: %s",
+        results["variant"],
+        results["seed"],
+        ", ".join(f"{k} {100 * v:.1f}" for k, v in results["metrics"].items()),
+    )
     return value
 
 

@@ -108,8 +108,11 @@ class SegmentationDataModule(L.LightningDataModule):
         train, val = train[: self.limit_train], val[: self.limit_val]
         if self.split_dir is not None:
             self.split_dir.mkdir(parents=True, exist_ok=True)
-            names = {"train": "sbd_train", "val": "seg11valid"} if self.protocol == "seg11valid" else {
-                "train": "train_aug", "val": "val"}  # fmt: skip
+            names = (
+                {"train": "sbd_train", "val": "seg11valid"}
+                if self.protocol == "seg11valid"
+                else {"train": "train_aug", "val": "val"}
+            )
             for key, name in names.items():
                 (self.split_dir / f"{name}.txt").write_text("\n".join(ids[key]) + "\n")
         tf = train_transform(self.crop_size, self.scale_range, self.hflip, self.mean, self.std)

@@ -107,8 +107,12 @@ def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     corners = rng.uniform(20, 235, (2, 2, 3))
     fy, fx = (yy / max(h - 1, 1))[..., None], (xx / max(w - 1, 1))[..., None]
-    img = (corners[0, 0] * (1 - fy) * (1 - fx) + corners[0, 1] * (1 - fy) * fx
-           + corners[1, 0] * fy * (1 - fx) + corners[1, 1] * fy * fx)  # fmt: skip
+    img = (
+        corners[0, 0] * (1 - fy) * (1 - fx)
+        + corners[0, 1] * (1 - fy) * fx
+        + corners[1, 0] * fy * (1 - fx)
+        + corners[1, 1] * fy * fx
+    )
     for _ in range(rng.integers(2, 6)):  # clutter lines
         y0, x0, angle = rng.uniform(0, h), rng.uniform(0, w), rng.uniform(0, np.pi)
         dist = np.abs((yy - y0) * np.cos(angle) - (xx - x0) * np.sin(angle))
@@ -222,8 +226,9 @@ def _write_scene(args: tuple) -> None:
 
 def _write_object(args: tuple) -> None:
     cfg, index, split, out = args
-    img, cls = render_object(int(np.random.SeedSequence([cfg.seed, index, 7]).generate_state(1)[0]),
-                             cfg.classification_size)  # fmt: skip
+    img, cls = render_object(
+        int(np.random.SeedSequence([cfg.seed, index, 7]).generate_state(1)[0]), cfg.classification_size
+    )
     folder = out / "classification" / split / SHAPES_CLASSES[cls + 1]
     Image.fromarray(img).save(folder / f"{index:06d}.jpg", quality=cfg.jpeg_quality)
 
@@ -239,8 +244,13 @@ def plan_splits(cfg: SyntheticConfig) -> dict[str, list[str]]:
     voc_val = sorted(sbd_train[: cfg.voc_val_in_sbd_train] + ids[b:c])
     # VOC train: fresh ids plus a few SBD val ids, as the real lists share images.
     voc_train = sorted(ids[c:] + sbd_val[: cfg.sbd_val // 4])
-    return {"sbd_train": sbd_train, "sbd_val": sbd_val, "voc_train": voc_train, "voc_val": voc_val,
-            "all": ids}  # fmt: skip
+    return {
+        "sbd_train": sbd_train,
+        "sbd_val": sbd_val,
+        "voc_train": voc_train,
+        "voc_val": voc_val,
+        "all": ids,
+    }
 
 
 def _build(cfg: SyntheticConfig, out: Path, workers: int) -> None:
@@ -261,14 +271,17 @@ def _build(cfg: SyntheticConfig, out: Path, workers: int) -> None:
     (sbd / "val.txt").write_text("\n".join(splits["sbd_val"]) + "\n")
     in_sbd = set(splits["sbd_train"]) | set(splits["sbd_val"])
     in_voc = set(splits["voc_train"]) | set(splits["voc_val"])
-    jobs: list = [(cfg, i, image_id, out, image_id in in_sbd, years if image_id in in_voc else [])
-                  for i, image_id in enumerate(splits["all"])]  # fmt: skip
+    jobs: list = [
+        (cfg, i, image_id, out, image_id in in_sbd, years if image_id in in_voc else [])
+        for i, image_id in enumerate(splits["all"])
+    ]
     for split in ("train", "val"):
         for name in SHAPES_CLASSES[1:]:
             (out / "classification" / split / name).mkdir(parents=True)
     n_train = cfg.classification_train
-    objects = [(cfg, i, "train" if i < n_train else "val", out)
-               for i in range(n_train + cfg.classification_val)]  # fmt: skip
+    objects = [
+        (cfg, i, "train" if i < n_train else "val", out) for i in range(n_train + cfg.classification_val)
+    ]
     if workers > 1:
         with ProcessPoolExecutor(workers) as pool:
             list(pool.map(_write_scene, jobs, chunksize=32))
@@ -299,8 +312,10 @@ def generate(root: str | os.PathLike, cfg: SyntheticConfig | None = None, worker
             "delete that folder or point data.root elsewhere"
         )
     if root.exists() and any(root.iterdir()):
-        raise FCNLabError(f"data.root={root} exists, is not empty and is no generated dataset; "
-                          "point data.root at an empty or new folder")  # fmt: skip
+        raise FCNLabError(
+            f"data.root={root} exists, is not empty and is no generated dataset; "
+            "point data.root at an empty or new folder"
+        )
     root.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.partial-", dir=root.parent))

@@ -86,13 +86,17 @@ def seg11valid_ids(root: Path) -> list[str]:
 
 def _require(root: Path, year: str) -> tuple[Path, Path]:
     if not root.is_dir():
-        raise FCNLabError(f"data.root={root} does not exist; {EXPECTED_LAYOUT.format(root=root)}; "
-                          "set data.root=/path/to/that/folder")  # fmt: skip
+        raise FCNLabError(
+            f"data.root={root} does not exist; {EXPECTED_LAYOUT.format(root=root)}; "
+            "set data.root=/path/to/that/folder"
+        )
     voc, sbd = voc_dir(root, year), sbd_dir(root)
     if voc is None or sbd is None:
         what = f"VOCdevkit/VOC{year}" if voc is None else "benchmark_RELEASE/dataset"
-        raise FCNLabError(f"data.root={root} has no {what}; {EXPECTED_LAYOUT.format(root=root)}; "
-                          "set data.root=/path/to/that/folder")  # fmt: skip
+        raise FCNLabError(
+            f"data.root={root} has no {what}; {EXPECTED_LAYOUT.format(root=root)}; "
+            "set data.root=/path/to/that/folder"
+        )
     return voc, sbd
 
 
@@ -134,8 +138,10 @@ def _check_files(samples: list[Sample]) -> None:
     for s in samples:
         for path in (s.image, s.mask):
             if not path.is_file():
-                raise FCNLabError(f"{path}: missing, but id {s.id} is in the split list; "
-                                  "re-extract the dataset or remove the id")  # fmt: skip
+                raise FCNLabError(
+                    f"{path}: missing, but id {s.id} is in the split list; "
+                    "re-extract the dataset or remove the id"
+                )
 
 
 def load_image(path: Path) -> torch.Tensor:
@@ -168,14 +174,18 @@ def load_mask(path: Path) -> torch.Tensor:
     values = np.unique(labels)
     bad = values[(values >= NUM_CLASSES) & (values != VOID)]
     if bad.size:
-        raise FCNLabError(f"{path}: label values {bad.tolist()} outside 0..{NUM_CLASSES - 1} and {VOID}; "
-                          "fix the mask or its palette")  # fmt: skip
+        raise FCNLabError(
+            f"{path}: label values {bad.tolist()} outside 0..{NUM_CLASSES - 1} and {VOID}; "
+            "fix the mask or its palette"
+        )
     return torch.from_numpy(labels.copy())
 
 
 def load_sample(sample: Sample) -> tuple[torch.Tensor, torch.Tensor]:
     image, mask = load_image(sample.image), load_mask(sample.mask)
     if image.shape[-2:] != mask.shape:
-        raise FCNLabError(f"{sample.mask}: labels are {tuple(mask.shape)} but {sample.image.name} is "
-                          f"{tuple(image.shape[-2:])}; image and mask must be the same size")  # fmt: skip
+        raise FCNLabError(
+            f"{sample.mask}: labels are {tuple(mask.shape)} but {sample.image.name} is "
+            f"{tuple(image.shape[-2:])}; image and mask must be the same size"
+        )
     return image, mask

@@ -30,8 +30,11 @@ class SegmentationScores:
 
 def segmentation_scores(confusion: torch.Tensor | np.ndarray) -> SegmentationScores:
     """Scores of a (C, C) confusion matrix, rows = ground truth, columns = prediction."""
-    hist = confusion.detach().cpu().double().numpy() if isinstance(confusion, torch.Tensor) else np.asarray(
-        confusion, dtype=np.float64)  # fmt: skip
+    hist = (
+        confusion.detach().cpu().double().numpy()
+        if isinstance(confusion, torch.Tensor)
+        else np.asarray(confusion, dtype=np.float64)
+    )
     if hist.ndim != 2 or hist.shape[0] != hist.shape[1]:
         raise ValueError(f"confusion matrix must be square, got shape {hist.shape}")
     total = hist.sum()

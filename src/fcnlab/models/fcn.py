@@ -85,9 +85,13 @@ class FCN(nn.Module):
         self.fusions = nn.ModuleDict()
         for layer, scale in zip(skips, scales, strict=True):
             fusion = SkipFusion(
-                num_classes, backbone.channels[layer], score_map, backbone.coord_maps[layer],
-                learn_upsampling, scale,
-            )  # fmt: skip
+                num_classes,
+                backbone.channels[layer],
+                score_map,
+                backbone.coord_maps[layer],
+                learn_upsampling,
+                scale,
+            )
             self.fusions[layer] = fusion
             score_map = fusion.out_map
         self.output_stride = int(score_map.stride)

@@ -78,10 +78,14 @@ class VGGClassifier(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d(spec.pool5_size)
         flat = spec.widths[-1] * spec.pool5_size**2
         self.classifier = nn.Sequential(
-            nn.Linear(flat, spec.fc_width), nn.ReLU(True), nn.Dropout(spec.dropout),
-            nn.Linear(spec.fc_width, spec.fc_width), nn.ReLU(True), nn.Dropout(spec.dropout),
+            nn.Linear(flat, spec.fc_width),
+            nn.ReLU(True),
+            nn.Dropout(spec.dropout),
+            nn.Linear(spec.fc_width, spec.fc_width),
+            nn.ReLU(True),
+            nn.Dropout(spec.dropout),
             nn.Linear(spec.fc_width, num_classes),
-        )  # fmt: skip
+        )
         self._init_weights()
 
     def _init_weights(self) -> None:

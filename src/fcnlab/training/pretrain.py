@@ -33,8 +33,15 @@ def _loader(folder: Path, train: bool, batch_size: int, workers: int, seed: int)
         steps += [v2.RandomHorizontalFlip(), v2.RandomResizedCrop(folder_size(folder), scale=(0.6, 1.0))]
     steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
     data = datasets.ImageFolder(str(folder), transform=v2.Compose(steps))
-    return DataLoader(data, batch_size=batch_size, shuffle=train, num_workers=workers, drop_last=train,
-                      persistent_workers=workers > 0, generator=torch.Generator().manual_seed(seed))  # fmt: skip
+    return DataLoader(
+        data,
+        batch_size=batch_size,
+        shuffle=train,
+        num_workers=workers,
+        drop_last=train,
+        persistent_workers=workers > 0,
+        generator=torch.Generator().manual_seed(seed),
+    )
 
 
 def folder_size(folder: Path) -> int:
@@ -72,8 +79,16 @@ def pretrain_backbone(
     Reuses ``out`` when it exists with the same settings. Returns the summary dict.
     """
     out = Path(out)
-    settings = {"data_root": str(data_root), "backbone": backbone, "backbone_kwargs": backbone_kwargs or {},
-                "epochs": epochs, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay, "seed": seed}  # fmt: skip
+    settings = {
+        "data_root": str(data_root),
+        "backbone": backbone,
+        "backbone_kwargs": backbone_kwargs or {},
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "weight_decay": weight_decay,
+        "seed": seed,
+    }
     summary_path = out.with_suffix(".json")
     if out.is_file() and summary_path.is_file():
         summary = json.loads(summary_path.read_text())
@@ -105,8 +120,12 @@ def pretrain_backbone(
         log.info("pretrain epoch %d/%d: loss %.3f", epoch + 1, epochs, loss_sum / seen)
     plain = fold_batchnorm(model.eval())
     val_acc = accuracy(plain, val)
-    summary = {"settings": settings, "val_accuracy": val_acc, "train_seconds": round(time.perf_counter() - start, 1),
-               "classes": train.dataset.classes}  # fmt: skip
+    summary = {
+        "settings": settings,
+        "val_accuracy": val_acc,
+        "train_seconds": round(time.perf_counter() - start, 1),
+        "classes": train.dataset.classes,
+    }
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
     torch.save(plain.state_dict(), tmp)
