@@ -4,8 +4,10 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 SEEDS  ?= 1
+SWEEP_DIR ?= results/runs/table2_$(shell date +%Y%m%d_%H%M%S)
+SEED_LIST := $(shell seq -s, 0 $$(( $(SEEDS) - 1 )))
 
-.PHONY: install test test-fast lint reproduce-table2 clean
+.PHONY: install test test-fast lint reproduce-table2 report clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,6 +24,20 @@ test: lint  ## lint, then the whole test suite (slow end-to-end tests included)
 
 test-fast: $(STAMP)  ## the test suite without the slow end-to-end runs
 	$(PY) -m pytest -m "not slow"
+
+reproduce-table2: $(STAMP)  ## Table 2 on the embedded default (SEEDS=3 for mean ± std); see results/table2.md
+	@set -u; t0=$$(date +%s); \
+	$(VENV)/bin/fcnlab-train --config-name table2 pretrain_only=true task_name=pretrain init_from=null || exit $$?; \
+	t1=$$(date +%s); echo "== pretrain (data + backbone): $$((t1 - t0)) s"; \
+	$(VENV)/bin/fcnlab-train -m --config-name table2 "seed=$(SEED_LIST)" hydra.sweep.dir=$(SWEEP_DIR); sweep=$$?; \
+	t2=$$(date +%s); echo "== sweep (all rows): $$((t2 - t1)) s"; \
+	$(VENV)/bin/fcnlab-report $(SWEEP_DIR) --out results \
+	  --note "Wall time: pretrain $$((t1 - t0)) s, sweep $$((t2 - t1)) s (make reproduce-table2 SEEDS=$(SEEDS))."; \
+	report=$$?; echo "== report: $$(( $$(date +%s) - t2 )) s; total $$(( $$(date +%s) - t0 )) s"; \
+	exit $$(( sweep || report ))
+
+report: $(STAMP)  ## rebuild results/table2.* from a finished sweep: make report SWEEP_DIR=results/runs/...
+	$(VENV)/bin/fcnlab-report $(SWEEP_DIR) --out results
 
 clean:  ## remove generated data, runs and results (keeps .venv)
 	rm -rf data outputs multirun results/runs lightning_logs wandb .pytest_cache

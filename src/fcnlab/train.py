@@ -31,7 +31,18 @@ from fcnlab.runinfo import git_sha, hardware, versions, write_json
 
 log = logging.getLogger("fcnlab.train")
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+
+
+def _stage_checkpoint(sweep_dir: str, parent: str | None, seed: int) -> str | None:
+    """Staged init inside a sweep: the parent variant's best checkpoint, same seed (None: no parent)."""
+    if parent in (None, "", "null", "None"):
+        return None
+    return f"{sweep_dir}/{parent}_seed{seed}/checkpoints/best.ckpt"
+
+
 OmegaConf.register_new_resolver("fcnlab_pid", lambda: str(os.getpid()), use_cache=True, replace=True)
+OmegaConf.register_new_resolver("fcnlab_mul", lambda a, b: type(a)(a * b), replace=True)
+OmegaConf.register_new_resolver("fcnlab_stage_checkpoint", _stage_checkpoint, replace=True)
 
 
 def model_kwargs(model_cfg: DictConfig | dict) -> dict:
@@ -41,7 +52,8 @@ def model_kwargs(model_cfg: DictConfig | dict) -> dict:
         if isinstance(model_cfg, DictConfig)
         else dict(model_cfg)
     )
-    cfg.pop("variant", None)
+    for key in ("variant", "parent", "stages"):  # sweep bookkeeping, not model options
+        cfg.pop(key, None)
     extra = cfg.pop("backbone_kwargs", None) or {}
     return {**cfg, **extra}
 
@@ -70,7 +82,8 @@ def ensure_pretrained(cfg: DictConfig) -> None:
     from fcnlab.data.synthetic import SyntheticConfig, generate
     from fcnlab.training.pretrain import pretrain_backbone
 
-    generate(cfg.pretrain.data_root, SyntheticConfig(**(cfg.data.get("generate") or {})))
+    if not (Path(cfg.pretrain.data_root) / "classification").is_dir():
+        generate(cfg.pretrain.data_root, SyntheticConfig(**(cfg.data.get("generate") or {})))
     summary = pretrain_backbone(
         cfg.pretrain.data_root,
         cfg.pretrain.output,
@@ -96,9 +109,12 @@ def train(cfg: DictConfig) -> dict:
 
     start = time.perf_counter()
     torch.set_flush_denormal(True)  # random-init nets on CPU can crawl on denormal floats
+    L.seed_everything(cfg.seed, workers=True)
+    if cfg.get("pretrain_only"):  # make reproduce-table2 times this stage on its own
+        ensure_pretrained(cfg)
+        return {"variant": "pretrain", "seed": cfg.seed, "status": "ok", "metrics": {}}
     check_config(cfg)
     out_dir = Path(cfg.paths.output_dir)
-    L.seed_everything(cfg.seed, workers=True)
     ensure_pretrained(cfg)
 
     datamodule = instantiate(cfg.data, _convert_="all")
@@ -135,6 +151,10 @@ def train(cfg: DictConfig) -> dict:
         "per_class_iu": dict(zip(datamodule.class_names, scores.per_class_iu, strict=False))
         if scores
         else {},
+        "class_names": datamodule.class_names,
+        "confusion": module.last_confusion.tolist() if module.last_confusion is not None else None,
+        "data_root": str(cfg.data.root),
+        "protocol": cfg.data.protocol,
         "init_from": cfg.init_from,
         "pretrained": cfg.model.pretrained,
         "best_checkpoint": best,

@@ -32,7 +32,7 @@ VOC_CLASSES = (
 )
 
 # The generated dataset's 20 object classes: 5 shapes × 4 textures, so that neither shape nor
-# texture alone names the class, and colour (drawn at random per object) never does.
+# texture alone names the class; colour hints (a jittered hue per class) but never decides.
 SHAPES = ("disc", "square", "triangle", "cross", "ring")
 TEXTURES = ("solid", "striped", "checked", "dotted")
 SHAPES_CLASSES = ("background", *(f"{t}-{s}" for s in SHAPES for t in TEXTURES))

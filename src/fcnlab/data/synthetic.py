@@ -3,9 +3,10 @@
 Nothing can be downloaded here, so this is the embedded default and the test data: the very same
 loaders read it as they read the real archives. It is built so the paper's effects can show:
 
-- 20 object classes = 5 shapes × 4 textures, colours random per object (only shape and texture
-  together name a class); objects from a few pixels to most of the image, crosses and rings with
-  thin parts, several per image, over a cluttered background (lines and blobs labelled background);
+- 20 object classes = 5 shapes × 4 textures, each with a typical hue jittered so that neighbouring
+  classes overlap (colour hints, as in photos, but shape and texture decide); objects from a few
+  pixels to most of the image, crosses and rings with thin parts, several per image, over a
+  cluttered background (lines and faint blobs labelled background);
 - VOC masks carry a void (255) band on object boundaries, SBD masks do not, as in the real data;
 - split lists overlap (some VOC2011 val ids are in SBD train), so ``seg11valid`` is a real subtraction;
 - a one-object-per-image classification set (ImageNet-style folders) to pretrain the tiny backbone.
@@ -95,17 +96,31 @@ def _texture(texture: str, u: np.ndarray, v: np.ndarray, period: float) -> np.nd
     raise ValueError(texture)
 
 
-def _colour_pair(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """A random colour and a clearly different second colour for the texture."""
-    c1 = rng.uniform(0, 255, 3)
-    c2 = np.where(c1 > 127, c1 - rng.uniform(90, 127, 3), c1 + rng.uniform(90, 127, 3))
+def _hsv(h: float, sat: float, val: float) -> np.ndarray:
+    """RGB in 0..255 of hue ``h`` (degrees), saturation and value in 0..1."""
+    h = (h % 360) / 60
+    c = val * sat
+    x = c * (1 - abs(h % 2 - 1))
+    rgb = [(c, x, 0), (x, c, 0), (0, c, x), (0, x, c), (x, 0, c), (c, 0, x)][int(h) % 6]
+    return 255 * (np.array(rgb) + val - c)
+
+
+def _class_colours(rng: np.random.Generator, cls: int) -> tuple[np.ndarray, np.ndarray]:
+    """The two colours of an object: a hue typical of its class, jittered so that neighbouring
+    classes overlap (colour hints, shape and texture decide), and a lighter or darker second tone."""
+    hue = (cls - 1) * 360 / 20 + rng.normal(0, 12)
+    sat, val = rng.uniform(0.55, 1.0), rng.uniform(0.45, 0.95)
+    other = val - 0.35 if val > 0.7 else val + 0.35
+    c1, c2 = _hsv(hue, sat, val), _hsv(hue, sat, other)
     return (c1, c2) if rng.random() < 0.5 else (c2, c1)
 
 
 def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     """A smooth random colour field with clutter (lines, blobs) that is labelled background."""
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    corners = rng.uniform(20, 235, (2, 2, 3))
+    # Greyish, low-saturation field; the clutter on it takes any colour.
+    grey = rng.uniform(40, 215, (2, 2, 1))
+    corners = np.clip(grey + rng.normal(0, 18, (2, 2, 3)), 0, 255)
     fy, fx = (yy / max(h - 1, 1))[..., None], (xx / max(w - 1, 1))[..., None]
     img = (
         corners[0, 0] * (1 - fy) * (1 - fx)
@@ -117,11 +132,11 @@ def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
         y0, x0, angle = rng.uniform(0, h), rng.uniform(0, w), rng.uniform(0, np.pi)
         dist = np.abs((yy - y0) * np.cos(angle) - (xx - x0) * np.sin(angle))
         img[dist <= rng.uniform(0.5, 2.5)] = rng.uniform(0, 255, 3)
-    for _ in range(rng.integers(1, 4)):  # clutter blobs: soft ellipses
+    for _ in range(rng.integers(1, 4)):  # clutter blobs: faint ellipses
         cy, cx = rng.uniform(0, h), rng.uniform(0, w)
         ry, rx = rng.uniform(3, h / 4), rng.uniform(3, w / 4)
         blob = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1
-        img[blob] = 0.5 * img[blob] + 0.5 * rng.uniform(0, 255, 3)
+        img[blob] = 0.7 * img[blob] + 0.3 * rng.uniform(0, 255, 3)
     return img
 
 
@@ -131,7 +146,7 @@ def _draw_object(rng, img, label, yy, xx, cls: int, cy: float, cx: float, r: flo
     dy, dx = yy - cy, xx - cx
     u, v = dx * np.cos(theta) + dy * np.sin(theta), -dx * np.sin(theta) + dy * np.cos(theta)
     mask = _shape_mask(shape, u, v, r)
-    c1, c2 = _colour_pair(rng)
+    c1, c2 = _class_colours(rng, cls)
     second = _texture(texture, u, v, period=rng.uniform(3.0, 5.0))
     img[mask] = np.where(second[mask][:, None], c2, c1)
     label[mask] = cls

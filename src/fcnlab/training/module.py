@@ -44,6 +44,7 @@ class FCNModule(L.LightningModule):
         self.class_names = list(class_names or [str(i) for i in range(num_classes)])
         self.val_confusion = MulticlassConfusionMatrix(num_classes, ignore_index=VOID, validate_args=False)
         self.last_scores: SegmentationScores | None = None
+        self.last_confusion: torch.Tensor | None = None
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.model(images)
@@ -84,7 +85,7 @@ class FCNModule(L.LightningModule):
         if confusion.sum() == 0:
             return
         scores = segmentation_scores(confusion)
-        self.last_scores = scores
+        self.last_scores, self.last_confusion = scores, confusion.cpu()
         self.log_dict(scores.as_dict("val/"), prog_bar=True)
         for name, iu in zip(self.class_names, scores.per_class_iu, strict=False):
             if not math.isnan(iu):
@@ -100,3 +101,21 @@ class FCNModule(L.LightningModule):
             self.scheduler_factory, optimizer, self.trainer.estimated_stepping_batches
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def load_module(checkpoint: str, map_location: str = "cpu") -> FCNModule:
+    """An ``FCNModule`` from a training checkpoint, for evaluation or prediction.
+
+    The stored model options are reused with ``pretrained=None``: the checkpoint holds every weight,
+    so the backbone's original weights file need not exist any more.
+    """
+    from fcnlab.models.weights import read_state_dict
+
+    read_state_dict(checkpoint, "ckpt")  # a clear error for a missing, truncated or foreign file
+    hparams = torch.load(checkpoint, map_location="cpu", weights_only=False).get("hyper_parameters", {})
+    if "model" not in hparams:
+        from fcnlab.errors import FCNLabError
+
+        raise FCNLabError(f"ckpt={checkpoint}: not an fcnlab training checkpoint (no model options stored)")
+    model = {**hparams["model"], "pretrained": None}
+    return FCNModule.load_from_checkpoint(checkpoint, map_location=map_location, model=model)

@@ -1,0 +1,72 @@
+"""``fcnlab-eval ckpt=<checkpoint> [data=...]``: evaluate a trained FCN on a protocol's val split.
+
+Prints pixel accuracy, mean accuracy, mean IU, frequency-weighted IU and per-class IU as a table
+(one confusion matrix over the whole split, as training's validation).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import hydra
+import torch
+from omegaconf import DictConfig
+
+from fcnlab.errors import FCNLabError
+from fcnlab.runinfo import write_json
+from fcnlab.train import CONF_DIR
+
+
+def evaluate(cfg: DictConfig) -> dict:
+    from hydra.utils import instantiate
+
+    from fcnlab.training import load_module
+
+    torch.set_flush_denormal(True)
+    module = load_module(cfg.ckpt)
+    datamodule = instantiate(cfg.data, _convert_="all")
+    if module.model.num_classes != datamodule.num_classes:
+        raise FCNLabError(
+            f"ckpt={cfg.ckpt} predicts {module.model.num_classes} classes, data has "
+            f"{datamodule.num_classes}; evaluate on the data it was trained for"
+        )
+    module.class_names = datamodule.class_names
+    trainer = instantiate(cfg.trainer, logger=False, callbacks=[], enable_progress_bar=False)
+    trainer.validate(module, datamodule=datamodule, verbose=False)
+    scores = module.last_scores
+    result = {
+        "ckpt": str(cfg.ckpt),
+        "metrics": scores.as_dict(),
+        "per_class_iu": dict(zip(datamodule.class_names, scores.per_class_iu, strict=False)),
+    }
+    write_json(Path(cfg.paths.output_dir) / "eval.json", result)
+    return result
+
+
+def format_table(result: dict) -> str:
+    lines = [f"{'metric':<22} {'%':>6}", "-" * 29]
+    lines += [f"{k:<22} {100 * v:6.1f}" for k, v in result["metrics"].items()]
+    lines += ["", f"{'class':<22} {'IU %':>6}", "-" * 29]
+    lines += [
+        f"{k:<22} {'—' if math.isnan(v) else f'{100 * v:.1f}':>6}" for k, v in result["per_class_iu"].items()
+    ]
+    return "\n".join(lines)
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="eval")
+def main(cfg: DictConfig) -> None:
+    try:
+        result = evaluate(cfg)
+    except FCNLabError as e:
+        print(
+            f"error: {str(e).strip().splitlines()[-1].removeprefix('fcnlab.errors.FCNLabError: ')}",
+            file=sys.stderr,
+        )
+        sys.exit(2)
+    print(format_table(result))
+
+
+if __name__ == "__main__":
+    main()

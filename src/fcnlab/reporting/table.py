@@ -1,0 +1,166 @@
+"""Table 2 from a finished sweep: one row per variant (mean ± std over seeds) beside the paper's.
+
+Reads only files (each job's ``results.json``), so it works on any sweep dir, also after the fact.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import statistics
+from pathlib import Path
+
+METRICS = ("pixel_acc", "mean_acc", "mean_iu", "fw_iu")
+METRIC_NAMES = {"pixel_acc": "pixel acc.", "mean_acc": "mean acc.", "mean_iu": "mean IU", "fw_iu": "f.w. IU"}
+ROWS = ("fcn32s_fixed", "fcn32s", "fcn16s", "fcn8s", "fcn32s_long")
+# Long, Shelhamer & Darrell (CVPR 2015), Table 2: VOC2011 seg11valid, in percent.
+PAPER = {
+    "fcn32s_fixed": (83.0, 59.7, 45.4, 72.0),
+    "fcn32s": (89.1, 73.3, 59.4, 81.4),
+    "fcn16s": (90.0, 75.7, 62.4, 83.0),
+    "fcn8s": (90.3, 75.9, 62.7, 83.2),
+}
+ORDER = ("fcn32s_fixed", "fcn32s", "fcn16s", "fcn8s")  # the paper's ordering: < < <=
+
+
+def collect(sweep_dir: str | Path) -> list[dict]:
+    """Every job's ``results.json`` under ``sweep_dir`` (jobs with none are reported failed)."""
+    sweep_dir = Path(sweep_dir)
+    records = []
+    for job in sorted(p for p in sweep_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        path = job / "results.json"
+        if path.is_file():
+            record = json.loads(path.read_text())
+        else:  # killed before it could write anything
+            variant, _, seed = job.name.rpartition("_seed")
+            record = {
+                "variant": variant or job.name,
+                "seed": seed,
+                "status": "failed",
+                "error": "no results.json",
+            }
+        record["job_dir"] = str(job)
+        records.append(record)
+    return records
+
+
+def summarize(records: list[dict]) -> list[dict]:
+    """One row per variant: metric means and stds in percent, seeds, status, init, wall time."""
+    rows = []
+    variants = [v for v in ROWS if any(r["variant"] == v for r in records)]
+    variants += sorted({r["variant"] for r in records} - set(ROWS))
+    for variant in variants:
+        runs = [r for r in records if r["variant"] == variant]
+        ok = [r for r in runs if r.get("status") == "ok"]
+        row = {
+            "variant": variant,
+            "seeds": len(ok),
+            "status": "ok" if ok and len(ok) == len(runs) else "failed",
+        }
+        for m in METRICS:
+            values = [100 * r["metrics"][m] for r in ok]
+            row[m] = statistics.fmean(values) if values else math.nan
+            row[f"{m}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0 if values else math.nan
+        for i, m in enumerate(METRICS):
+            row[f"paper_{m}"] = PAPER[variant][i] if variant in PAPER else math.nan
+        inits = {
+            Path(r["init_from"]).parent.parent.name if r.get("init_from") else "pretrained backbone"
+            for r in ok
+        }
+        row["init"] = ", ".join(sorted(inits)) or "-"
+        row["epochs"] = max((r.get("epochs", 0) for r in ok), default=0)
+        row["wall_seconds"] = statistics.fmean([r.get("wall_seconds", 0) for r in ok]) if ok else math.nan
+        row["errors"] = "; ".join(
+            sorted({r.get("error", "") for r in runs if r.get("status") != "ok"} - {""})
+        )
+        rows.append(row)
+    return rows
+
+
+def ordering_report(rows: list[dict]) -> list[str]:
+    """Plain sentences on whether 32s-fixed < 32s < 16s <= 8s holds on each metric's means."""
+    by = {r["variant"]: r for r in rows if r["status"] == "ok"}
+    if not all(v in by for v in ORDER):
+        missing = [v for v in ORDER if v not in by]
+        return [f"The ordering cannot be checked: {', '.join(missing)} failed or did not run."]
+    lines = []
+    for m in METRICS:
+        v = [by[k][m] for k in ORDER]
+        holds = v[0] < v[1] < v[2] <= v[3]
+        chain = f"{v[0]:.1f} < {v[1]:.1f} < {v[2]:.1f} <= {v[3]:.1f}"
+        lines.append(f"- {METRIC_NAMES[m]}: {chain} — {'holds' if holds else 'DOES NOT HOLD'}")
+    return lines
+
+
+def control_report(rows: list[dict]) -> list[str]:
+    """How much of each skip's gain in mean IU the longer-trained FCN-32s explains."""
+    by = {r["variant"]: r for r in rows if r["status"] == "ok"}
+    if not all(v in by for v in ("fcn32s", "fcn32s_long")):
+        return ["The control row fcn32s_long is missing or failed: gains cannot be split."]
+    base, long_ = by["fcn32s"]["mean_iu"], by["fcn32s_long"]["mean_iu"]
+    lines = [
+        f"fcn32s_long (FCN-32s trained {by['fcn32s_long']['epochs']} epochs, as long as the whole "
+        f"32s → 16s → 8s chain) reaches {long_:.1f} mean IU, {long_ - base:+.1f} over FCN-32s."
+    ]
+    for v in ("fcn16s", "fcn8s"):
+        if v in by:
+            gain = by[v]["mean_iu"] - base
+            lines.append(
+                f"- {v}: {gain:+.1f} mean IU over FCN-32s; longer training explains {long_ - base:+.1f}, "
+                f"the skips {by[v]['mean_iu'] - long_:+.1f}."
+            )
+    return lines
+
+
+def background_share(records: list[dict]) -> float | None:
+    """Share of labelled validation pixels that are background (class 0), from a confusion matrix."""
+    for r in records:
+        if r.get("confusion"):
+            truth = [sum(row) for row in r["confusion"]]
+            return truth[0] / sum(truth)
+    return None
+
+
+def write_csv(rows: list[dict], path: Path) -> None:
+    cols = [
+        "variant",
+        *METRICS,
+        *(f"{m}_std" for m in METRICS),
+        *(f"paper_{m}" for m in METRICS),
+        "seeds",
+        "epochs",
+        "wall_seconds",
+        "init",
+        "status",
+    ]
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, cols, extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: (round(v, 2) if isinstance(v, float) else v) for k, v in row.items()})
+    tmp.replace(path)
+
+
+def markdown_table(rows: list[dict]) -> list[str]:
+    head = "| variant | init | " + " | ".join(METRIC_NAMES[m] for m in METRICS)
+    head += " | paper (pix / mean acc / IU / fw) | Δ mean IU vs paper | epochs | wall s | status |"
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in rows:
+        std = r["seeds"] > 1
+
+        def cell(m: str, r=r, std=std) -> str:
+            if math.isnan(r[m]):
+                return "—"
+            return f"{r[m]:.1f} ± {r[m + '_std']:.1f}" if std else f"{r[m]:.1f}"
+
+        paper = " / ".join(f"{r['paper_' + m]:.1f}" for m in METRICS) if r["variant"] in PAPER else "—"
+        delta = f"{r['mean_iu'] - r['paper_mean_iu']:+.1f}" if r["variant"] in PAPER and r["seeds"] else "—"
+        wall = f"{r['wall_seconds']:.0f}" if not math.isnan(r["wall_seconds"]) else "—"
+        lines.append(
+            f"| {r['variant']} | {r['init']} | "
+            + " | ".join(cell(m) for m in METRICS)
+            + f" | {paper} | {delta} | {r['epochs']} | {wall} | {r['status']} |"
+        )
+    return lines

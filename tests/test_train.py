@@ -1,0 +1,190 @@
+"""Configs compose; every model trains on generated data through the real entry point; eval agrees."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf, open_dict
+
+from fcnlab.errors import FCNLabError
+from fcnlab.eval import evaluate
+from fcnlab.models.vgg import VGGClassifier, vgg16_tiny_spec
+from fcnlab.train import CONF_DIR, train
+
+EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
+MODELS = sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml"))
+
+
+def make_cfg(config_name: str = "train", overrides: list[str] = (), tmp_path: Path | None = None):
+    """Compose like ``@hydra.main`` does, with this test's tmp dir as the job's output dir."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name, overrides=list(overrides), return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    if tmp_path is not None:
+        with open_dict(cfg):
+            cfg.paths.output_dir = str(tmp_path)
+            cfg.paths.root_dir = str(tmp_path)
+            cfg.hydra.runtime.output_dir = str(tmp_path)
+    return cfg
+
+
+def tiny_overrides(data_root: str, *extra: str) -> list[str]:
+    """Generated test data, no pretraining, a few small batches on CPU."""
+    return [
+        f"data.root={data_root}",
+        "data.generate=null",
+        "data.crop_size=48",
+        "data.batch_size=4",
+        "data.num_workers=0",
+        "model.pretrained=null",
+        "trainer.enable_progress_bar=false",
+        *extra,
+    ]
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_composes_and_resolves(experiment, tmp_path):
+    for model in ("fcn32s", "fcn16s", "fcn32s_long"):
+        cfg = make_cfg("table2", [f"experiment={experiment}", f"model={model}"], tmp_path)
+        OmegaConf.resolve(cfg)
+        assert cfg.trainer._target_ == "lightning.Trainer"
+
+
+def test_table2_voc_preset_is_the_papers_recipe(tmp_path):
+    for model, lr in (("fcn32s", 1e-4), ("fcn16s", 1e-6), ("fcn8s", 1e-6), ("fcn32s_fixed", 1e-4)):
+        cfg = make_cfg("table2", ["experiment=table2_voc", f"model={model}"], tmp_path)
+        assert cfg.optimizer.lr == pytest.approx(lr)
+        assert (cfg.optimizer._target_, cfg.optimizer.momentum, cfg.optimizer.weight_decay) == (
+            "torch.optim.SGD",
+            0.9,
+            5e-4,
+        )
+        assert cfg.data.batch_size * cfg.trainer.accumulate_grad_batches == 20
+        assert (cfg.model.backbone, cfg.model.geometry, cfg.model.pretrained) == (
+            "vgg16",
+            "faithful",
+            "imagenet",
+        )
+        assert cfg.model.learn_upsampling is True and cfg.loss.bias_lr_mult == 2.0
+        assert cfg.get("scheduler") in (None, {})
+    assert make_cfg("table2", ["experiment=table2_voc", "model=fcn32s_fixed"], tmp_path).model.freeze_backbone
+
+
+def test_table2_voc_heavy_preset_is_the_reference_recipe(tmp_path):
+    for model, lr in (("fcn32s", 1e-10), ("fcn16s", 1e-12), ("fcn8s", 1e-14), ("fcn8s_atonce", 1e-10)):
+        cfg = make_cfg("table2", ["experiment=table2_voc_heavy", f"model={model}"], tmp_path)
+        assert cfg.optimizer.lr == pytest.approx(lr, rel=1e-9)
+        assert (cfg.optimizer.momentum, cfg.optimizer.weight_decay, cfg.data.batch_size) == (0.99, 5e-4, 1)
+        assert cfg.loss.normalize is False and cfg.model.learn_upsampling is False
+        assert cfg.trainer.max_steps == 100_000
+
+
+def test_table2_sweep_stages_and_control(tmp_path):
+    cfg = make_cfg("table2", ["model=fcn32s_long"], tmp_path)
+    assert cfg.trainer.max_epochs == 3 * cfg.stage_epochs
+    assert make_cfg("table2", ["model=fcn32s"], tmp_path).trainer.max_epochs == cfg.stage_epochs
+    with open_dict(cfg):
+        cfg.hydra.sweep.dir = "/sweep"
+    HydraConfig.instance().set_config(cfg)
+    assert make_cfg("table2", ["model=fcn32s"], tmp_path).init_from is None
+    cfg16 = make_cfg("table2", ["model=fcn8s", "seed=2", "hydra.sweep.dir=/sweep"], tmp_path)
+    assert cfg16.init_from == "/sweep/fcn16s_seed2/checkpoints/best.ckpt"
+
+
+def test_unknown_option_is_refused():
+    with pytest.raises(ConfigCompositionException):
+        make_cfg("train", ["model.no_such_option=1"])
+    with pytest.raises(ConfigCompositionException):
+        make_cfg("train", ["model=fcn4s"])
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_fast_dev_run_every_model(model, tiny_data, tmp_path):
+    cfg = make_cfg("train", tiny_overrides(tiny_data, f"model={model}", "debug=fast"), tmp_path)
+    results = train(cfg)
+    assert results["variant"] == model and results["model"] == cfg.model.name
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("model.num_classes=5", "model.num_classes=5 but the data has 21"),
+        ("optimizer.lr=0", "optimizer.lr=0"),
+        ("optimizer.lr=-1e-3", "optimizer.lr=-0.001"),
+        ("init_from=/nonexistent/best.ckpt", "init_from=/nonexistent/best.ckpt: no such file"),
+        ("data.protocol=coco", "unknown data.protocol"),
+    ],
+)
+def test_bad_config_is_caught_before_training(override, message, tiny_data, tmp_path):
+    cfg = make_cfg("train", tiny_overrides(tiny_data, override, "debug=fast"), tmp_path)
+    with pytest.raises(FCNLabError, match=message.replace(".", r"\.")):
+        train(cfg)
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_init_from_another_family_is_refused(tiny_data, tmp_path):
+    classifier = tmp_path / "classifier.pth"
+    torch.save(VGGClassifier(vgg16_tiny_spec()).state_dict(), classifier)
+    cfg = make_cfg("train", tiny_overrides(tiny_data, f"init_from={classifier}", "debug=fast"), tmp_path)
+    with pytest.raises(FCNLabError, match="not an FCN checkpoint"):
+        train(cfg)
+
+
+def test_frozen_backbone_trains_only_the_head(tiny_data, tmp_path, caplog):
+    cfg = make_cfg("train", tiny_overrides(tiny_data, "model=fcn32s_fixed", "debug=fast"), tmp_path)
+    with caplog.at_level("INFO"):
+        train(cfg)
+    assert "fcn32s: 10,773 of" in caplog.text  # 512 fc7 channels × 21 classes + 21 biases
+
+
+@pytest.mark.slow
+def test_eval_reproduces_the_metrics_logged_at_the_end_of_training(tiny_data, tmp_path):
+    cfg = make_cfg("train", tiny_overrides(tiny_data, "model=fcn16s", "trainer.max_epochs=2"), tmp_path)
+    results = train(cfg)
+    assert results["status"] == "ok" and Path(results["best_checkpoint"]).is_file()
+    assert json.loads((tmp_path / "results.json").read_text())["metrics"] == results["metrics"]
+    eval_dir = tmp_path / "eval"
+    ecfg = make_cfg("eval", [f"ckpt={results['best_checkpoint']}", *tiny_overrides(tiny_data)[:5]], eval_dir)
+    evaluated = evaluate(ecfg)
+    for key, value in results["metrics"].items():
+        assert evaluated["metrics"][key] == pytest.approx(value, abs=1e-9), key
+
+
+@pytest.mark.slow
+def test_one_batch_overfit_reaches_95_percent(tiny_data, tmp_path):
+    """Through the Lightning path with debug=overfit: the tiny FCN-8s learns one batch by heart."""
+    from fcnlab.data.transforms import pad_collate
+    from fcnlab.training import load_module
+
+    overrides = tiny_overrides(
+        tiny_data,
+        "model=fcn8s",
+        "debug=overfit",
+        "optimizer=adam",
+        "optimizer.lr=3e-3",
+        "trainer.max_epochs=150",
+        "trainer.check_val_every_n_epoch=150",
+        "data.batch_size=2",
+        "data.crop_size=null",
+    )
+    cfg = make_cfg("train", overrides, tmp_path)
+    train(cfg)
+    from hydra.utils import instantiate
+
+    datamodule = instantiate(cfg.data, _convert_="all")
+    datamodule.setup("fit")
+    images, masks = pad_collate([datamodule.train_set[0], datamodule.train_set[1]])  # overfit: no shuffle
+    module = load_module(str(tmp_path / "checkpoints" / "last.ckpt")).eval()
+    with torch.inference_mode():
+        pred = module(images).argmax(1)
+    valid = masks != 255
+    accuracy = (pred[valid] == masks[valid]).float().mean().item()
+    assert accuracy >= 0.95, accuracy
