@@ -113,8 +113,8 @@ def test_generation_is_deterministic_atomic_and_idempotent(tmp_path, monkeypatch
         voc_train=2,
         min_size=32,
         max_size=48,
-        classification_train=4,
-        classification_val=2,
+        classification_train=20,
+        classification_val=20,
     )
     a, b = synthetic.generate(tmp_path / "a", cfg, 1), synthetic.generate(tmp_path / "b", cfg, 1)
     files = sorted(
@@ -205,8 +205,8 @@ def test_generated_default_appears_on_first_use(tmp_path):
         "voc_train": 1,
         "min_size": 32,
         "max_size": 40,
-        "classification_train": 2,
-        "classification_val": 1,
+        "classification_train": 20,
+        "classification_val": 20,
     }
     dm = SegmentationDataModule(str(tmp_path / "shapes"), generate=gen, crop_size=32, num_workers=0)
     dm.prepare_data()

@@ -131,7 +131,8 @@ def train(cfg: DictConfig) -> dict:
     if cfg.init_from:
         fresh = load_staged(module.model, cfg.init_from)
         log.info("initialised from %s; new layers: %s", cfg.init_from, ", ".join(fresh) or "none")
-    module.run_info = {"config": OmegaConf.to_container(cfg, resolve=True), "git_sha": git_sha()}
+    job_cfg = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])  # "hydra" is there under compose()
+    module.run_info = {"config": OmegaConf.to_container(job_cfg, resolve=True), "git_sha": git_sha()}
 
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]

@@ -173,18 +173,17 @@ def render_scene(seed: int, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
     return np.clip(img, 0, 255).astype(np.uint8), label
 
 
-def render_object(seed: int, size: int) -> tuple[np.ndarray, int]:
-    """(image, class 0..19) for the classification set: one object, most of the frame."""
+def render_object(seed: int, size: int, cls: int) -> np.ndarray:
+    """An image of one object of class ``cls`` (1..20) filling much of the frame, for classification."""
     rng = np.random.default_rng(seed)
     img = _background(rng, size, size)
     label = np.zeros((size, size), dtype=np.uint8)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
-    cls = int(rng.integers(1, 21))
     r = float(rng.uniform(0.15, 0.45) * size)
     c = rng.uniform(0.35 * size, 0.65 * size, 2)
     _draw_object(rng, img, label, yy, xx, cls, c[0], c[1], r)
     img += rng.normal(0, 6, img.shape)
-    return np.clip(img, 0, 255).astype(np.uint8), cls - 1
+    return np.clip(img, 0, 255).astype(np.uint8)
 
 
 def void_band(label: np.ndarray) -> np.ndarray:
@@ -241,11 +240,12 @@ def _write_scene(args: tuple) -> None:
 
 def _write_object(args: tuple) -> None:
     cfg, index, split, out = args
-    img, cls = render_object(
-        int(np.random.SeedSequence([cfg.seed, index, 7]).generate_state(1)[0]), cfg.classification_size
+    cls = index % 20 + 1  # round robin: every class equally often, every folder filled
+    seed = int(np.random.SeedSequence([cfg.seed, index, 7]).generate_state(1)[0])
+    folder = out / "classification" / split / SHAPES_CLASSES[cls]
+    Image.fromarray(render_object(seed, cfg.classification_size, cls)).save(
+        folder / f"{index:06d}.jpg", quality=cfg.jpeg_quality
     )
-    folder = out / "classification" / split / SHAPES_CLASSES[cls + 1]
-    Image.fromarray(img).save(folder / f"{index:06d}.jpg", quality=cfg.jpeg_quality)
 
 
 def plan_splits(cfg: SyntheticConfig) -> dict[str, list[str]]:
@@ -316,6 +316,10 @@ def generate(root: str | os.PathLike, cfg: SyntheticConfig | None = None, worker
     """
     cfg = cfg or SyntheticConfig()
     root = Path(root)
+    if min(cfg.classification_train, cfg.classification_val) < 20:
+        raise FCNLabError("data.generate.classification_train and _val must be >= 20 (one image per class)")
+    if not 0 <= cfg.voc_val_in_sbd_train <= min(cfg.voc_val, cfg.sbd_train) or cfg.min_size > cfg.max_size:
+        raise FCNLabError("data.generate: need voc_val_in_sbd_train <= voc_val, sbd_train and min_size <= max_size")
     wanted = asdict(cfg)
     manifest = root / MANIFEST
     if manifest.is_file():
