@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -128,6 +129,15 @@ def test_generation_is_deterministic_atomic_and_idempotent(tmp_path, monkeypatch
     assert synthetic.generate(a, cfg, 1) == a and (a / synthetic.MANIFEST).stat().st_mtime_ns == stamp
     with pytest.raises(FCNLabError, match="other settings"):
         synthetic.generate(a, synthetic.SyntheticConfig(**{**cfg.__dict__, "sbd_train": 5}), 1)
+
+    # A tree from an older generator version is rebuilt in place, atomically.
+    record = json.loads((a / synthetic.MANIFEST).read_text())
+    (a / synthetic.MANIFEST).write_text(json.dumps({**record, "version": 1}))
+    (a / "stale-marker").write_text("old")
+    assert synthetic.generate(a, cfg, 1) == a
+    assert not (a / "stale-marker").exists()
+    assert json.loads((a / synthetic.MANIFEST).read_text())["version"] == synthetic.GENERATOR_VERSION
+    assert all((a / f).read_bytes() == (b / f).read_bytes() for f in files)
 
     def interrupted(cfg, out, workers):
         (out / "half-written").write_text("x")

@@ -53,8 +53,11 @@ def tiny_overrides(data_root: str, *extra: str) -> list[str]:
 def test_every_experiment_composes_and_resolves(experiment, tmp_path):
     for model in ("fcn32s", "fcn16s", "fcn32s_long"):
         cfg = make_cfg("table2", [f"experiment={experiment}", f"model={model}"], tmp_path)
-        resolved = {k: OmegaConf.to_container(cfg[k], resolve=True) if OmegaConf.is_config(cfg[k]) else cfg[k]
-                    for k in cfg if k != "hydra"}
+        resolved = {
+            k: OmegaConf.to_container(cfg[k], resolve=True) if OmegaConf.is_config(cfg[k]) else cfg[k]
+            for k in cfg
+            if k != "hydra"
+        }
         assert resolved["trainer"]["_target_"] == "lightning.Trainer"
 
 

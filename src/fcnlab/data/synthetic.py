@@ -38,6 +38,8 @@ from fcnlab.data.classes import SHAPES, SHAPES_CLASSES, TEXTURES, VOID, voc_pale
 from fcnlab.errors import FCNLabError
 
 MANIFEST = "fcnlab_synthetic.json"
+# Bump when the drawing code changes what a given config produces: older trees are then rebuilt.
+GENERATOR_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -319,18 +321,24 @@ def generate(root: str | os.PathLike, cfg: SyntheticConfig | None = None, worker
     if min(cfg.classification_train, cfg.classification_val) < 20:
         raise FCNLabError("data.generate.classification_train and _val must be >= 20 (one image per class)")
     if not 0 <= cfg.voc_val_in_sbd_train <= min(cfg.voc_val, cfg.sbd_train) or cfg.min_size > cfg.max_size:
-        raise FCNLabError("data.generate: need voc_val_in_sbd_train <= voc_val, sbd_train and min_size <= max_size")
+        raise FCNLabError(
+            "data.generate: voc_val_in_sbd_train exceeds voc_val or sbd_train (or min_size > max_size)"
+        )
     wanted = asdict(cfg)
     manifest = root / MANIFEST
+    stale = None
     if manifest.is_file():
-        found = json.loads(manifest.read_text()).get("config")
-        if found == wanted:
+        found = json.loads(manifest.read_text())
+        if found.get("config") == wanted and found.get("version") == GENERATOR_VERSION:
             return root
-        raise FCNLabError(
-            f"data.root={root} holds a generated dataset with other settings ({manifest}); "
-            "delete that folder or point data.root elsewhere"
-        )
-    if root.exists() and any(root.iterdir()):
+        if found.get("config") == wanted:  # our own tree from an older generator: rebuild it
+            stale = root
+        else:
+            raise FCNLabError(
+                f"data.root={root} holds a generated dataset with other settings ({manifest}); "
+                "delete that folder or point data.root elsewhere"
+            )
+    elif root.exists() and any(root.iterdir()):
         raise FCNLabError(
             f"data.root={root} exists, is not empty and is no generated dataset; "
             "point data.root at an empty or new folder"
@@ -341,10 +349,17 @@ def generate(root: str | os.PathLike, cfg: SyntheticConfig | None = None, worker
     try:
         _build(cfg, tmp, workers or min(4, os.cpu_count() or 1))
         seconds = time.perf_counter() - start
-        (tmp / MANIFEST).write_text(json.dumps({"config": wanted, "seconds": round(seconds, 1)}, indent=1))
-        if root.exists():
-            root.rmdir()
-        os.replace(tmp, root)
+        record = {"config": wanted, "version": GENERATOR_VERSION, "seconds": round(seconds, 1)}
+        (tmp / MANIFEST).write_text(json.dumps(record, indent=1))
+        if stale is not None:  # move the old tree aside first: the swap leaves no half state behind
+            old = Path(tempfile.mkdtemp(prefix=f".{root.name}.stale-", dir=root.parent))
+            os.replace(root, old / "tree")
+            os.replace(tmp, root)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            if root.exists():
+                root.rmdir()
+            os.replace(tmp, root)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

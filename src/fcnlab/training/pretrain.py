@@ -89,6 +89,8 @@ def pretrain_backbone(
         "weight_decay": weight_decay,
         "seed": seed,
     }
+    manifest = Path(data_root) / "fcnlab_synthetic.json"  # a regenerated dataset invalidates the cache
+    settings["data_manifest"] = json.loads(manifest.read_text()) if manifest.is_file() else None
     summary_path = out.with_suffix(".json")
     if out.is_file() and summary_path.is_file():
         summary = json.loads(summary_path.read_text())
