@@ -7,12 +7,15 @@ SEEDS  ?= 1
 SWEEP_DIR ?= results/runs/table2_$(shell date +%Y%m%d_%H%M%S)
 SEED_LIST := $(shell seq -s, 0 $$(( $(SEEDS) - 1 )))
 
-.PHONY: install test test-fast lint reproduce-table2 report clean
+.PHONY: help install test test-fast lint reproduce-table2 report clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
 	@rm -f $(VENV)/.installed-* && touch $@
+
+help:  ## list the targets
+	@grep -E '^[a-z0-9-]+:.*## ' Makefile | sed 's/:.*## /\t/'
 
 install: $(STAMP)  ## create .venv and install fcnlab with its pinned dependencies
 
