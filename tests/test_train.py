@@ -151,6 +151,10 @@ def test_eval_reproduces_the_metrics_logged_at_the_end_of_training(tiny_data, tm
     results = train(cfg)
     assert results["status"] == "ok" and Path(results["best_checkpoint"]).is_file()
     assert json.loads((tmp_path / "results.json").read_text())["metrics"] == results["metrics"]
+    saved = torch.load(results["best_checkpoint"], map_location="cpu", weights_only=False)["fcnlab"]
+    assert saved["config"]["model"]["name"] == "fcn16s" and saved["git_sha"]
+    assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
+    assert not list((tmp_path / "checkpoints").glob("*.partial"))
     eval_dir = tmp_path / "eval"
     ecfg = make_cfg("eval", [f"ckpt={results['best_checkpoint']}", *tiny_overrides(tiny_data)[:5]], eval_dir)
     evaluated = evaluate(ecfg)
@@ -188,3 +192,21 @@ def test_one_batch_overfit_reaches_95_percent(tiny_data, tmp_path):
     valid = masks != 255
     accuracy = (pred[valid] == masks[valid]).float().mean().item()
     assert accuracy >= 0.95, accuracy
+
+
+def test_interrupted_checkpoint_write_leaves_no_file(tmp_path, monkeypatch):
+    from lightning import Trainer
+
+    from fcnlab.training.callbacks import AtomicModelCheckpoint
+
+    callback = AtomicModelCheckpoint(dirpath=str(tmp_path))
+    trainer = Trainer(logger=False, enable_progress_bar=False, callbacks=[callback])
+
+    def dies_mid_write(path, weights_only=False):
+        Path(path).write_bytes(b"half a checkpoint")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer, "save_checkpoint", dies_mid_write)
+    with pytest.raises(KeyboardInterrupt):
+        callback._save_checkpoint(trainer, str(tmp_path / "best.ckpt"))
+    assert not (tmp_path / "best.ckpt").exists()  # only the .partial, never a file that looks complete

@@ -91,6 +91,10 @@ class FCNModule(L.LightningModule):
             if not math.isnan(iu):
                 self.log(f"val_iu/{name}", iu)
 
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # The resolved config and git sha travel with every checkpoint (set by fcnlab.train).
+        checkpoint["fcnlab"] = getattr(self, "run_info", {})
+
     def configure_optimizers(self):
         if self.optimizer_factory is None:
             raise ValueError("FCNModule needs an optimizer to train")
