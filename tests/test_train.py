@@ -210,3 +210,29 @@ def test_interrupted_checkpoint_write_leaves_no_file(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         callback._save_checkpoint(trainer, str(tmp_path / "best.ckpt"))
     assert not (tmp_path / "best.ckpt").exists()  # only the .partial, never a file that looks complete
+
+
+@pytest.mark.parametrize("logger", ["csv", "tensorboard", "wandb"])
+def test_each_logger_records_the_run(logger, tiny_data, tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    cfg = make_cfg(
+        "train",
+        tiny_overrides(
+            tiny_data,
+            f"logger={logger}",
+            "debug=limit",
+            "trainer.max_epochs=1",
+            "trainer.limit_train_batches=2",
+            "trainer.limit_val_batches=2",
+        ),
+        tmp_path,
+    )
+    train(cfg)
+    written = {p.name for p in tmp_path.rglob("*") if p.is_file()}
+    if logger == "csv":
+        assert "metrics.csv" in written
+    elif logger == "tensorboard":
+        assert any(n.startswith("events.out.tfevents") for n in written)
+    else:
+        assert any(n.endswith(".wandb") for n in written)
