@@ -17,6 +17,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import hydra
@@ -30,6 +31,10 @@ from fcnlab.errors import FCNLabError
 from fcnlab.runinfo import git_sha, hardware, versions, write_json
 
 log = logging.getLogger("fcnlab.train")
+# Quiet two messages Lightning prints in every job of a sweep and that say nothing about the run.
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+for _name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+    logging.getLogger(_name).addFilter(lambda record: "litlogger" not in record.getMessage())
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
 
