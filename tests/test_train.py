@@ -99,6 +99,17 @@ def test_table2_sweep_stages_and_control(tmp_path):
     assert cfg8.init_from == "/sweep/fcn16s_seed2/checkpoints/best.ckpt"
 
 
+@pytest.mark.parametrize("trainer", sorted(p.stem for p in (CONF_DIR / "trainer").glob("*.yaml")))
+def test_every_trainer_composes_and_cpu_ones_build(trainer, tmp_path):
+    from hydra.utils import instantiate
+
+    cfg = make_cfg("train", [f"trainer={trainer}"], tmp_path)
+    assert cfg.trainer._target_ == "lightning.Trainer"
+    if cfg.trainer.accelerator == "cpu":
+        built = instantiate(cfg.trainer, logger=False, enable_checkpointing=False)
+        assert built.num_devices == cfg.trainer.devices
+
+
 def test_unknown_option_is_refused():
     with pytest.raises(ConfigCompositionException):
         make_cfg("train", ["model.no_such_option=1"])
