@@ -64,8 +64,11 @@ def summarize(records: list[dict]) -> list[dict]:
             row[f"{m}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0 if values else math.nan
         for i, m in enumerate(METRICS):
             row[f"paper_{m}"] = PAPER[variant][i] if variant in PAPER else math.nan
+        # A staged row names its parent variant (each seed starts from the parent of the same seed).
         inits = {
-            Path(r["init_from"]).parent.parent.name if r.get("init_from") else "pretrained backbone"
+            f"{Path(r['init_from']).parent.parent.name.rsplit('_seed', 1)[0]} best.ckpt"
+            if r.get("init_from")
+            else "pretrained backbone"
             for r in ok
         }
         row["init"] = ", ".join(sorted(inits)) or "-"
