@@ -51,25 +51,25 @@ def test_generated_tree_has_the_real_layouts(tiny_data):
     assert len(list((root / "classification/train").iterdir())) == 20
 
 
-def test_our_loader_agrees_with_torchvision_datasets(tiny_data, tmp_path):
+def _same_pixels(theirs: tuple, ours: tuple) -> None:
+    (img, mask), (our_img, our_mask) = theirs, ours
+    assert np.array_equal(np.asarray(img), our_img.permute(1, 2, 0).numpy())
+    assert np.array_equal(np.asarray(mask), our_mask.numpy())
+
+
+def test_our_loader_agrees_with_torchvision_datasets(tiny_data):
     root = Path(tiny_data)
     sbd = torchvision.datasets.SBDataset(
         str(root / "benchmark_RELEASE/dataset"), image_set="train", mode="segmentation"
     )
     train, _, _ = protocol_samples(root, "seg11valid")
     assert [Path(p).stem for p in sbd.images] == [s.id for s in train]
-    img, mask = sbd[0]
-    ours_img, ours_mask = load_sample(train[0])
-    assert np.array_equal(np.asarray(img), ours_img.permute(1, 2, 0).numpy())
-    assert np.array_equal(np.asarray(mask), ours_mask.numpy())
+    _same_pixels(sbd[0], load_sample(train[0]))
 
     voc = torchvision.datasets.VOCSegmentation(str(root), year="2012", image_set="val")
     _, val, _ = protocol_samples(root, "voc2012_aug")
     assert [Path(p).stem for p in voc.images] == [s.id for s in val]
-    img, mask = voc[3]
-    ours_img, ours_mask = load_sample(val[3])
-    assert np.array_equal(np.asarray(img), ours_img.permute(1, 2, 0).numpy())
-    assert np.array_equal(np.asarray(mask), ours_mask.numpy())
+    _same_pixels(voc[3], load_sample(val[3]))
 
 
 def test_split_counts(tiny_data):

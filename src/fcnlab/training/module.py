@@ -108,18 +108,26 @@ class FCNModule(L.LightningModule):
 
 
 def load_module(checkpoint: str, map_location: str = "cpu") -> FCNModule:
-    """An ``FCNModule`` from a training checkpoint, for evaluation or prediction.
+    """An ``FCNModule`` from a training checkpoint, for evaluation or prediction (one read of the file).
 
     The stored model options are reused with ``pretrained=None``: the checkpoint holds every weight,
     so the backbone's original weights file need not exist any more.
     """
-    from fcnlab.models.weights import read_state_dict
+    from pathlib import Path
 
-    read_state_dict(checkpoint, "ckpt")  # a clear error for a missing, truncated or foreign file
-    hparams = torch.load(checkpoint, map_location="cpu", weights_only=False).get("hyper_parameters", {})
-    if "model" not in hparams:
-        from fcnlab.errors import FCNLabError
+    from fcnlab.errors import FCNLabError
 
+    if not Path(checkpoint).is_file():
+        raise FCNLabError(f"ckpt={checkpoint}: no such file; check the path")
+    try:  # our own training checkpoints: they pickle the run's hyperparameters
+        saved = torch.load(checkpoint, map_location=map_location, weights_only=False)
+    except Exception as e:  # torch raises several types for truncated or foreign files
+        raise FCNLabError(
+            f"ckpt={checkpoint}: not a readable checkpoint ({type(e).__name__}); truncated?"
+        ) from None
+    hparams = saved.get("hyper_parameters", {}) if isinstance(saved, dict) else {}
+    if "model" not in hparams or "state_dict" not in saved:
         raise FCNLabError(f"ckpt={checkpoint}: not an fcnlab training checkpoint (no model options stored)")
-    model = {**hparams["model"], "pretrained": None}
-    return FCNModule.load_from_checkpoint(checkpoint, map_location=map_location, model=model)
+    module = FCNModule(**{**hparams, "model": {**hparams["model"], "pretrained": None}})
+    module.load_state_dict(saved["state_dict"])
+    return module
