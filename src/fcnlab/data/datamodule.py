@@ -104,8 +104,9 @@ class SegmentationDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.val_set is not None:
             return
-        train, val, ids = protocol_samples(self.root, self.protocol)
+        train, val, _ = protocol_samples(self.root, self.protocol)
         train, val = train[: self.limit_train], val[: self.limit_val]
+        ids = {"train": [s.id for s in train], "val": [s.id for s in val]}  # the lists actually used
         if self.split_dir is not None:
             self.split_dir.mkdir(parents=True, exist_ok=True)
             names = (
