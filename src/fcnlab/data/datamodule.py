@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import tv_tensors
 
 from fcnlab.data.classes import SHAPES_CLASSES, VOC_CLASSES
+from fcnlab.data.sampling import EpochSampler, ShardSampler
 from fcnlab.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform, pad_collate, train_transform
 from fcnlab.data.voc import Sample, load_sample, protocol_samples
 from fcnlab.errors import FCNLabError
@@ -27,9 +28,17 @@ class SegmentationDataset(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``key`` is an index, or ``(index, seed)`` from an ``EpochSampler``: the seed fixes the augmentation."""
+        index, seed = key if isinstance(key, tuple) else (key, None)
         image, mask = load_sample(self.samples[index])
-        image, mask = self.transform(tv_tensors.Image(image), tv_tensors.Mask(mask))
+        image, mask = tv_tensors.Image(image), tv_tensors.Mask(mask)
+        if seed is None:
+            image, mask = self.transform(image, mask)
+        else:  # same crop/flip for this sample and epoch whatever the worker, process or restart
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                image, mask = self.transform(image, mask)
         return image.as_subclass(torch.Tensor), mask.as_subclass(torch.Tensor)
 
 
@@ -120,12 +129,21 @@ class SegmentationDataModule(L.LightningDataModule):
         self.train_set = SegmentationDataset(train, tf)
         self.val_set = SegmentationDataset(val, eval_transform(self.mean, self.std))
 
+    def _current_epoch(self) -> int:
+        return self.trainer.current_epoch if self.trainer is not None else 0
+
     def _loader(self, dataset: Dataset, batch_size: int, train: bool) -> DataLoader:
         workers = self.num_workers
+        if train:
+            sampler = EpochSampler(len(dataset), self.seed, shuffle=True, epoch_fn=self._current_epoch)
+        elif torch.distributed.is_available() and torch.distributed.is_initialized():
+            sampler = ShardSampler(dataset)  # each val image on exactly one rank
+        else:
+            sampler = None
         return DataLoader(
             dataset,
             batch_size=batch_size,
-            shuffle=train,
+            sampler=sampler,
             drop_last=train and len(dataset) >= batch_size,
             num_workers=workers,
             persistent_workers=workers > 0,

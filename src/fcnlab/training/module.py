@@ -5,13 +5,17 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import random
 
 import lightning as L
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from fcnlab.data.classes import VOID
+from fcnlab.data.sampling import EPOCH_STRIDE
+from fcnlab.errors import FCNLabError
 from fcnlab.evaluation import SegmentationScores, segmentation_scores
 from fcnlab.models import create_model
 from fcnlab.training.optim import build_optimizer, build_scheduler
@@ -34,12 +38,13 @@ class FCNModule(L.LightningModule):
         loss_normalize: bool = True,
         bias_lr_mult: float = 2.0,
         class_names: list[str] | None = None,
+        seed: int = 0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["optimizer", "scheduler"])
         self.model = create_model(**model)
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
-        self.loss_normalize, self.bias_lr_mult = loss_normalize, bias_lr_mult
+        self.loss_normalize, self.bias_lr_mult, self.seed = loss_normalize, bias_lr_mult, seed
         num_classes = model.get("num_classes", 21)
         self.class_names = list(class_names or [str(i) for i in range(num_classes)])
         self.val_confusion = MulticlassConfusionMatrix(num_classes, ignore_index=VOID, validate_args=False)
@@ -62,13 +67,33 @@ class FCNModule(L.LightningModule):
         for logger in self.loggers:
             logger.log_hyperparams({"trainable_params": trainable, "total_params": total})
 
+    def on_train_epoch_start(self) -> None:
+        # Dropout & co. draw from the global RNG: key it to (seed, epoch) so a run resumed from the
+        # end of epoch k-1 replays epoch k exactly as an uninterrupted run would (data is keyed too).
+        epoch_seed = (self.seed * EPOCH_STRIDE + self.current_epoch) % 2**32
+        torch.manual_seed(epoch_seed)
+        np.random.seed(epoch_seed)
+        random.seed(epoch_seed)
+
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         images, masks = batch
         loss = self.loss(self(images), masks)
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"non-finite loss {loss.item()} at step {self.global_step}")
+            raise FCNLabError(self._non_finite_message(loss.item()))
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(images))
         return loss
+
+    def _non_finite_message(self, value: float) -> str:
+        saved = [
+            (c._last_global_step_saved, c._last_checkpoint_saved)
+            for c in (self.trainer.checkpoint_callbacks if self._trainer is not None else [])
+            if getattr(c, "_last_checkpoint_saved", None)
+        ]
+        kept = f"last good checkpoint {max(saved)[1]} (kept)" if saved else "no checkpoint written yet"
+        return (
+            f"loss is {value} at step {self.global_step} (epoch {self.current_epoch}); training stopped, "
+            f"{kept}; lower optimizer.lr or check the data"
+        )
 
     def on_validation_epoch_start(self) -> None:
         self.val_confusion.reset()  # the sanity check must not leak into the first epoch
@@ -114,8 +139,6 @@ def load_module(checkpoint: str, map_location: str = "cpu") -> FCNModule:
     so the backbone's original weights file need not exist any more.
     """
     from pathlib import Path
-
-    from fcnlab.errors import FCNLabError
 
     if not Path(checkpoint).is_file():
         raise FCNLabError(f"ckpt={checkpoint}: no such file; check the path")

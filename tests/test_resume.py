@@ -1,0 +1,144 @@
+"""Kill a real training process with SIGKILL mid-epoch, run the same command again: same final numbers.
+
+Also: a killed sweep re-run with the same ``hydra.sweep.dir`` skips its finished jobs, and the same seed
+gives the same metrics twice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+HELPERS = Path(__file__).parent / "helpers"
+
+
+def train_cmd(data_root: str, tmp_path: Path, *extra: str, multirun: bool = False) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "fcnlab.train",
+        *(["-m"] if multirun else []),
+        f"paths.root_dir={tmp_path}",
+        f"data.root={data_root}",
+        "data.generate=null",
+        "data.crop_size=48",
+        "data.batch_size=4",
+        "data.num_workers=0",
+        "model.pretrained=null",
+        "scheduler=poly",  # its state must come back too
+        "trainer.enable_progress_bar=false",
+        *extra,
+    ]
+
+
+def start(cmd: list[str], tmp_path: Path) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": f"{HELPERS}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    return subprocess.Popen(
+        cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,
+    )
+
+
+def wait_for(predicate, proc: subprocess.Popen, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if proc.poll() is not None:
+            raise AssertionError(f"process ended before the kill point:\n{proc.stdout.read()[-3000:]}")
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting for the kill point")
+        time.sleep(0.02)
+
+
+def finish(proc: subprocess.Popen, timeout: float = 300) -> str:
+    out, _ = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, out[-3000:]
+    return out
+
+
+def step_of(marker: Path) -> int:
+    try:
+        return int(marker.read_text())
+    except (OSError, ValueError):
+        return -1
+
+
+@pytest.mark.slow
+def test_sigkill_mid_epoch_then_same_command_gives_identical_results(tiny_data, tmp_path):
+    # 24 training images, batch 4: 6 steps an epoch; last.ckpt is written at step 6, the kill lands at 9.
+    common = ["model=fcn16s", "trainer.max_epochs=3", "+callbacks.marker._target_=step_marker.StepMarker"]
+    killed, clean = tmp_path / "killed", tmp_path / "clean"
+    marker = tmp_path / "step"
+    cmd = train_cmd(tiny_data, tmp_path, *common, f"hydra.run.dir={killed}",
+                    f"+callbacks.marker.path={marker}", "+callbacks.marker.pause=0.3")
+    proc = start(cmd, tmp_path)
+    wait_for(lambda: step_of(marker) >= 9, proc)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert (killed / "checkpoints" / "last.ckpt").is_file() and not (killed / "results.json").exists()
+
+    resumed = finish(start(cmd, tmp_path))
+    assert "resuming from" in resumed
+    uninterrupted = finish(start(train_cmd(
+        tiny_data, tmp_path, *common, f"hydra.run.dir={clean}",
+        f"+callbacks.marker.path={tmp_path / 'clean_step'}", "+callbacks.marker.pause=0",
+    ), tmp_path))
+    assert "resuming" not in uninterrupted
+
+    a = json.loads((killed / "results.json").read_text())
+    b = json.loads((clean / "results.json").read_text())
+    assert a["resumed_from"].endswith("last.ckpt") and b["resumed_from"] is None
+    assert a["steps"] == b["steps"] == 18
+    assert a["metrics"] == b["metrics"]  # exactly, not approximately
+    assert a["confusion"] == b["confusion"]
+    wa = torch.load(killed / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+    wb = torch.load(clean / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+    assert all(torch.equal(wa[k], wb[k]) for k in wb), "final weights differ after resume"
+
+
+@pytest.mark.slow
+def test_killed_sweep_rerun_skips_finished_jobs(tiny_data, tmp_path):
+    sweep = tmp_path / "sweep"
+    cmd = train_cmd(
+        tiny_data, tmp_path, "model=fcn32s,fcn16s", "trainer.max_epochs=2", f"hydra.sweep.dir={sweep}",
+        "hydra.sweep.subdir=${model.variant}", "+callbacks.marker._target_=step_marker.StepMarker",
+        "+callbacks.marker.path=${paths.output_dir}/step", "+callbacks.marker.pause=0.2", multirun=True,
+    )
+    proc = start(cmd, tmp_path)
+    first = sweep / "fcn32s" / "results.json"
+    wait_for(lambda: first.exists() and step_of(sweep / "fcn16s" / "step") >= 8, proc)  # in its epoch 2
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (sweep / "fcn16s" / "results.json").exists()
+    before = first.stat().st_mtime_ns
+
+    out = finish(start(cmd, tmp_path))
+    assert "already finished" in out and out.count("already finished") == 1
+    assert "resuming from" in out  # the second job continues from its last checkpoint
+    assert first.stat().st_mtime_ns == before  # the finished job was not redone
+    second = json.loads((sweep / "fcn16s" / "results.json").read_text())
+    assert second["status"] == "ok" and second["steps"] == 12
+
+
+def test_same_seed_same_metrics_and_the_run_is_recorded(tiny_data, tmp_path):
+    from test_train import make_cfg, tiny_overrides
+
+    from fcnlab.train import train
+
+    runs = []
+    for name in ("a", "b"):
+        overrides = tiny_overrides(tiny_data, "model=fcn32s", "trainer.max_epochs=1", "seed=7")
+        runs.append(train(make_cfg("train", overrides, tmp_path / name)))
+    a, b = runs
+    assert a["metrics"] == b["metrics"] and a["confusion"] == b["confusion"]
+    assert a["seed"] == 7 and a["versions"]["torch"] == torch.__version__ and a["git_sha"]
+    saved = json.loads((tmp_path / "a" / "results.json").read_text())
+    assert saved["seed"] == 7 and saved["versions"] == a["versions"] and saved["git_sha"] == a["git_sha"]
