@@ -80,7 +80,9 @@ class FCNModule(L.LightningModule):
         loss = self.loss(self(images), masks)
         if not torch.isfinite(loss):
             raise FCNLabError(self._non_finite_message(loss.item()))
-        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(images))
+        self.log(
+            "train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(images), sync_dist=True
+        )
         return loss
 
     def _non_finite_message(self, value: float) -> str:
@@ -111,10 +113,11 @@ class FCNModule(L.LightningModule):
             return
         scores = segmentation_scores(confusion)
         self.last_scores, self.last_confusion = scores, confusion.cpu()
-        self.log_dict(scores.as_dict("val/"), prog_bar=True)
+        # Every rank holds the same summed matrix, so syncing these is a no-op that keeps DDP quiet.
+        self.log_dict(scores.as_dict("val/"), prog_bar=True, sync_dist=True)
         for name, iu in zip(self.class_names, scores.per_class_iu, strict=False):
             if not math.isnan(iu):
-                self.log(f"val_iu/{name}", iu)
+                self.log(f"val_iu/{name}", iu, sync_dist=True)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # The resolved config and git sha travel with every checkpoint (set by fcnlab.train).
