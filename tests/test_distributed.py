@@ -15,13 +15,13 @@ import pytest
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import OmegaConf, open_dict
-from test_train import make_cfg
 
 from fcnlab.data.classes import VOID
 from fcnlab.data.sampling import ShardSampler
 from fcnlab.data.voc import load_sample, protocol_samples
 from fcnlab.eval import evaluate
 from fcnlab.training.distributed import rank_command
+from test_train import make_cfg
 
 
 def ddp_cmd(data_root: str, tmp_path: Path, *extra: str) -> list[str]:
@@ -81,7 +81,10 @@ def test_ddp_cpu_metrics_equal_one_process_and_count_each_pixel_once(tiny_data, 
     run = tmp_path / "ddp"
     proc = subprocess.run(
         [*ddp_cmd(tiny_data, tmp_path, "model=fcn16s", "trainer.max_epochs=2"), f"hydra.run.dir={run}"],
-        capture_output=True, text=True, timeout=600, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     ddp = json.loads((run / "results.json").read_text())
@@ -89,8 +92,12 @@ def test_ddp_cpu_metrics_equal_one_process_and_count_each_pixel_once(tiny_data, 
     confusion = np.array(ddp["confusion"])
     assert confusion.sum() == labelled_pixels(tiny_data, 7)  # no pixel missing, none twice
 
-    overrides = [f"ckpt={ddp['best_checkpoint']}", f"data.root={tiny_data}", "data.generate=null",
-                 "+data.limit_val=7"]
+    overrides = [
+        f"ckpt={ddp['best_checkpoint']}",
+        f"data.root={tiny_data}",
+        "data.generate=null",
+        "+data.limit_val=7",
+    ]
     single = evaluate(make_cfg("eval", overrides, tmp_path / "eval"))
     assert single["metrics"] == ddp["metrics"]  # exactly: one summed confusion matrix either way
     assert single["per_class_iu"] == pytest.approx(ddp["per_class_iu"], nan_ok=True)
@@ -99,10 +106,17 @@ def test_ddp_cpu_metrics_equal_one_process_and_count_each_pixel_once(tiny_data, 
 @pytest.mark.slow
 def test_ddp_inside_a_multirun_gives_one_folder_per_job(tiny_data, tmp_path):
     sweep = tmp_path / "sweep"
-    cmd = ddp_cmd(tiny_data, tmp_path, "model=fcn32s,fcn16s", "trainer.max_epochs=1",
-                  f"hydra.sweep.dir={sweep}", "hydra.sweep.subdir=${model.variant}")
-    proc = subprocess.run([*cmd[:3], "-m", *cmd[3:]], capture_output=True, text=True, timeout=600,
-                          cwd=tmp_path)
+    cmd = ddp_cmd(
+        tiny_data,
+        tmp_path,
+        "model=fcn32s,fcn16s",
+        "trainer.max_epochs=1",
+        f"hydra.sweep.dir={sweep}",
+        "hydra.sweep.subdir=${model.variant}",
+    )
+    proc = subprocess.run(
+        [*cmd[:3], "-m", *cmd[3:]], capture_output=True, text=True, timeout=600, cwd=tmp_path
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["fcn16s", "fcn32s"]
     for job in ("fcn32s", "fcn16s"):

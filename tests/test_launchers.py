@@ -14,10 +14,20 @@ import pytest
 
 def tiny_job(data_root: str, tmp_path: Path, *extra: str) -> list[str]:
     return [
-        sys.executable, "-m", "fcnlab.train", "-m",
-        f"paths.root_dir={tmp_path}", f"data.root={data_root}", "data.generate=null", "data.crop_size=48",
-        "data.batch_size=4", "data.num_workers=0", "model.pretrained=null", "trainer.max_epochs=1",
-        "trainer.enable_progress_bar=false", *extra,
+        sys.executable,
+        "-m",
+        "fcnlab.train",
+        "-m",
+        f"paths.root_dir={tmp_path}",
+        f"data.root={data_root}",
+        "data.generate=null",
+        "data.crop_size=48",
+        "data.batch_size=4",
+        "data.num_workers=0",
+        "model.pretrained=null",
+        "trainer.max_epochs=1",
+        "trainer.enable_progress_bar=false",
+        *extra,
     ]
 
 
@@ -29,17 +39,35 @@ def test_slurm_preset_writes_the_job_script_from_the_cluster_section(tiny_data, 
         (bin_dir / name).write_text(f"#!/bin/bash\n{body}\n")
         (bin_dir / name).chmod(stat.S_IRWXU)
     cmd = tiny_job(
-        tiny_data, tmp_path, "hydra/launcher=submitit_slurm", "trainer=ddp", "model=fcn32s,fcn16s",
-        "cluster.partition=gpu", "cluster.account=lab", "cluster.gpus_per_node=4", "cluster.nodes=2",
-        "cluster.timeout_min=90", f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        tiny_data,
+        tmp_path,
+        "hydra/launcher=submitit_slurm",
+        "trainer=ddp",
+        "model=fcn32s,fcn16s",
+        "cluster.partition=gpu",
+        "cluster.account=lab",
+        "cluster.gpus_per_node=4",
+        "cluster.nodes=2",
+        "cluster.timeout_min=90",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
     )
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
     assert proc.returncode != 0 and script.is_file(), proc.stderr[-2000:]
     text = script.read_text()
-    for line in ("--partition=gpu", "--account=lab", "--gpus-per-node=4", "--ntasks-per-node=4",
-                 "--nodes=2", "--time=90", "--cpus-per-task=8", "--mem=64GB", "--signal=USR2@120",
-                 "--array=0-1%2", f"--output={tmp_path}/sweep/.submitit/"):
+    for line in (
+        "--partition=gpu",
+        "--account=lab",
+        "--gpus-per-node=4",
+        "--ntasks-per-node=4",
+        "--nodes=2",
+        "--time=90",
+        "--cpus-per-task=8",
+        "--mem=64GB",
+        "--signal=USR2@120",
+        "--array=0-1%2",
+        f"--output={tmp_path}/sweep/.submitit/",
+    ):
         assert f"#SBATCH {line}" in text, line
     assert "srun" in text and "submitit.core._submit" in text
 
@@ -47,8 +75,9 @@ def test_slurm_preset_writes_the_job_script_from_the_cluster_section(tiny_data, 
 @pytest.mark.slow
 def test_submitit_local_runs_a_sweep_job_in_its_own_process(tiny_data, tmp_path):
     sweep = tmp_path / "sweep"
-    cmd = tiny_job(tiny_data, tmp_path, "hydra/launcher=submitit_local", "model=fcn32s",
-                   f"hydra.sweep.dir={sweep}")
+    cmd = tiny_job(
+        tiny_data, tmp_path, "hydra/launcher=submitit_local", "model=fcn32s", f"hydra.sweep.dir={sweep}"
+    )
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((sweep / "0_fcn32s_seed0" / "results.json").read_text())

@@ -17,6 +17,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from fcnlab.train import train
+from test_train import make_cfg, tiny_overrides
+
 HELPERS = Path(__file__).parent / "helpers"
 
 
@@ -42,7 +45,12 @@ def train_cmd(data_root: str, tmp_path: Path, *extra: str, multirun: bool = Fals
 def start(cmd: list[str], tmp_path: Path) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": f"{HELPERS}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     return subprocess.Popen(
-        cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cmd,
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
         start_new_session=True,
     )
 
@@ -76,8 +84,14 @@ def test_sigkill_mid_epoch_then_same_command_gives_identical_results(tiny_data, 
     common = ["model=fcn16s", "trainer.max_epochs=3", "+callbacks.marker._target_=step_marker.StepMarker"]
     killed, clean = tmp_path / "killed", tmp_path / "clean"
     marker = tmp_path / "step"
-    cmd = train_cmd(tiny_data, tmp_path, *common, f"hydra.run.dir={killed}",
-                    f"+callbacks.marker.path={marker}", "+callbacks.marker.pause=0.3")
+    cmd = train_cmd(
+        tiny_data,
+        tmp_path,
+        *common,
+        f"hydra.run.dir={killed}",
+        f"+callbacks.marker.path={marker}",
+        "+callbacks.marker.pause=0.3",
+    )
     proc = start(cmd, tmp_path)
     wait_for(lambda: step_of(marker) >= 9, proc)
     os.killpg(proc.pid, signal.SIGKILL)
@@ -87,10 +101,19 @@ def test_sigkill_mid_epoch_then_same_command_gives_identical_results(tiny_data, 
 
     resumed = finish(start(cmd, tmp_path))
     assert "resuming from" in resumed
-    uninterrupted = finish(start(train_cmd(
-        tiny_data, tmp_path, *common, f"hydra.run.dir={clean}",
-        f"+callbacks.marker.path={tmp_path / 'clean_step'}", "+callbacks.marker.pause=0",
-    ), tmp_path))
+    uninterrupted = finish(
+        start(
+            train_cmd(
+                tiny_data,
+                tmp_path,
+                *common,
+                f"hydra.run.dir={clean}",
+                f"+callbacks.marker.path={tmp_path / 'clean_step'}",
+                "+callbacks.marker.pause=0",
+            ),
+            tmp_path,
+        )
+    )
     assert "resuming" not in uninterrupted
 
     a = json.loads((killed / "results.json").read_text())
@@ -108,9 +131,16 @@ def test_sigkill_mid_epoch_then_same_command_gives_identical_results(tiny_data, 
 def test_killed_sweep_rerun_skips_finished_jobs(tiny_data, tmp_path):
     sweep = tmp_path / "sweep"
     cmd = train_cmd(
-        tiny_data, tmp_path, "model=fcn32s,fcn16s", "trainer.max_epochs=2", f"hydra.sweep.dir={sweep}",
-        "hydra.sweep.subdir=${model.variant}", "+callbacks.marker._target_=step_marker.StepMarker",
-        "+callbacks.marker.path=${paths.output_dir}/step", "+callbacks.marker.pause=0.2", multirun=True,
+        tiny_data,
+        tmp_path,
+        "model=fcn32s,fcn16s",
+        "trainer.max_epochs=2",
+        f"hydra.sweep.dir={sweep}",
+        "hydra.sweep.subdir=${model.variant}",
+        "+callbacks.marker._target_=step_marker.StepMarker",
+        "+callbacks.marker.path=${paths.output_dir}/step",
+        "+callbacks.marker.pause=0.2",
+        multirun=True,
     )
     proc = start(cmd, tmp_path)
     first = sweep / "fcn32s" / "results.json"
@@ -129,10 +159,6 @@ def test_killed_sweep_rerun_skips_finished_jobs(tiny_data, tmp_path):
 
 
 def test_same_seed_same_metrics_and_the_run_is_recorded(tiny_data, tmp_path):
-    from test_train import make_cfg, tiny_overrides
-
-    from fcnlab.train import train
-
     runs = []
     for name in ("a", "b"):
         overrides = tiny_overrides(tiny_data, "model=fcn32s", "trainer.max_epochs=1", "seed=7")

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from fcnlab.report import build_report
 
@@ -84,3 +85,37 @@ def test_stage_without_parent_fails_clearly_and_report_marks_it(tiny_data, tmp_p
     rows = build_report(sweep, tmp_path / "results")
     assert rows[0]["variant"] == "fcn16s" and rows[0]["status"] == "failed"
     assert "Failed rows" in (tmp_path / "results/table2.md").read_text()
+
+
+@pytest.mark.slow
+def test_optuna_lr_search_runs_two_trials_and_reports_the_best(tiny_data, tmp_path):
+    sweep = tmp_path / "lr_search"
+    cmd = [
+        sys.executable,
+        "-m",
+        "fcnlab.train",
+        "-m",
+        "--config-name",
+        "lr_search",
+        "hydra.sweeper.n_trials=2",
+        f"hydra.sweep.dir={sweep}",
+        f"paths.root_dir={tmp_path}",
+        f"data.root={tiny_data}",
+        "data.generate=null",
+        "data.crop_size=48",
+        "data.batch_size=4",
+        "data.num_workers=0",
+        "model.pretrained=null",
+        "stage_epochs=1",
+        "trainer.limit_train_batches=3",
+        "trainer.enable_progress_bar=false",
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    trials = [json.loads((sweep / f"trial{i}" / "results.json").read_text()) for i in (0, 1)]
+    params = [yaml.safe_load((sweep / f"trial{i}/.hydra/overrides.yaml").read_text()) for i in (0, 1)]
+    lrs = [float(next(o for o in p if o.startswith("optimizer.lr=")).split("=")[1]) for p in params]
+    assert lrs[0] != lrs[1] and all(1e-4 <= lr <= 3e-2 for lr in lrs)  # sampled, in the search space
+    best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    assert best["best_value"] == pytest.approx(max(t["metrics"]["mean_iu"] for t in trials))
+    assert set(best["best_params"]) == {"optimizer.lr", "optimizer.weight_decay"}

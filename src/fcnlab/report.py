@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import math
+import os
 import sys
 import time
 from pathlib import Path
 
 from fcnlab.reporting import plots
 from fcnlab.reporting.table import (
+    CSV_COLUMNS,
     background_share,
     collect,
     control_report,
@@ -79,6 +82,52 @@ def build_report(sweep_dir: Path, out: Path, extra_lines: list[str] | None = Non
     return rows
 
 
+def sweep_wandb_names(sweep_dir: Path) -> tuple[str, str, str]:
+    """(project, group, task name) of the sweep's wandb runs, from a job's saved Hydra config."""
+    from omegaconf import OmegaConf
+
+    from fcnlab.training.wandb_media import sweep_group
+
+    project, group, task, by_sweep = "fcnlab", None, "table2", True
+    configs = sorted(sweep_dir.glob("*/.hydra/config.yaml"))
+    if configs:
+        cfg = OmegaConf.load(configs[0])
+        task = str(cfg.get("task_name") or task)
+        wandb_cfg = OmegaConf.select(cfg, "logger.wandb", throw_on_resolution_failure=False) or {}
+        project = str(wandb_cfg.get("project") or project)
+        group = OmegaConf.select(cfg, "logger.wandb.group", throw_on_resolution_failure=False)
+        by_sweep = bool(wandb_cfg.get("group_by_sweep", True))
+    return project, sweep_group(str(group or task), sweep_dir.resolve() if by_sweep else None), task
+
+
+def log_to_wandb(sweep_dir: Path, out: Path, rows: list[dict]) -> str | None:
+    """Table rows and PNGs as wandb run ``<task>-report`` in the sweep's group (offline unless WANDB_MODE)."""
+    import wandb
+
+    from fcnlab.training.wandb_media import finish_wandb
+
+    project, group, task = sweep_wandb_names(sweep_dir)
+    mode = {} if os.environ.get("WANDB_MODE") else {"mode": "offline"}
+    run = wandb.init(
+        project=project,
+        dir=str(sweep_dir.resolve()),
+        name=f"{task}-report",
+        group=group,
+        job_type="report",
+        config={"sweep_dir": str(sweep_dir.resolve()), "report_dir": str(out.resolve())},
+        **mode,
+    )
+
+    def cell(value: object) -> object:
+        return None if isinstance(value, float) and math.isnan(value) else value
+
+    table = wandb.Table(columns=list(CSV_COLUMNS), data=[[cell(r.get(c)) for c in CSV_COLUMNS] for r in rows])
+    figures = {f"figures/{png.stem}": wandb.Image(str(png)) for png in sorted(out.glob("table2_*.png"))}
+    run.log({"table2": table, **figures})
+    run.summary.update({f"{r['variant']}/mean_iu": r["mean_iu"] for r in rows if r["status"] == "ok"})
+    return finish_wandb()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("sweep_dir", type=Path, help="a multirun sweep dir (holds one folder per job)")
@@ -86,9 +135,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--note", action="append", default=[], help="an extra line for the report (repeatable)"
     )
+    parser.add_argument(
+        "--wandb",
+        action="store_true",
+        help="also log table and figures as a wandb run in the sweep's group (offline: <sweep dir>/wandb)",
+    )
     args = parser.parse_args(argv)
     rows = build_report(args.sweep_dir, args.out, args.note)
     print((args.out / "table2.md").read_text())
+    if args.wandb:
+        log_to_wandb(args.sweep_dir, args.out, rows)
     if any(r["status"] != "ok" for r in rows):
         sys.exit(1)
 

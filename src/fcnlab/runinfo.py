@@ -8,6 +8,8 @@ import platform
 import subprocess
 from pathlib import Path
 
+from fcnlab.errors import FCNLabError
+
 
 def git_sha(cwd: str | os.PathLike | None = None) -> str:
     """The checked-out commit (with ``-dirty`` for uncommitted changes), or "unknown"."""
@@ -62,5 +64,9 @@ def write_json(path: str | os.PathLike, data: dict) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, default=str) + "\n")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(data, indent=1, default=str) + "\n")
+        os.replace(tmp, path)
+    except OSError as e:  # disk full or read-only: say which file, leave no partial one
+        tmp.unlink(missing_ok=True)
+        raise FCNLabError(f"{path}: cannot write ({e.strerror or e}); free space or fix permissions") from e

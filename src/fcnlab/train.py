@@ -12,6 +12,7 @@ which ``fcnlab-report`` reads. Returns ``optimized_metric`` to a sweeper.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -29,10 +30,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from fcnlab.errors import FCNLabError
 from fcnlab.runinfo import git_sha, hardware, versions, write_json
+from fcnlab.training.distributed import ddp_job_scope, rank_suffix, use_job_commands_for_ranks
 
 log = logging.getLogger("fcnlab.train")
 # Quiet two messages Lightning prints in every job of a sweep and that say nothing about the run.
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+# conf/hydra/launcher/submitit_*.yaml fill the submitit plugin's schema of the same name on purpose
+# (so `hydra/launcher=submitit_slurm` is sized from `cluster:`); Hydra validates them and says so.
+warnings.filterwarnings("ignore", message=r"(?s).*validated against ConfigStore schema with the same name")
 for _name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
     logging.getLogger(_name).addFilter(lambda record: "litlogger" not in record.getMessage())
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
@@ -48,6 +53,7 @@ def _stage_checkpoint(sweep_dir: str, parent: str | None, seed: int) -> str | No
 OmegaConf.register_new_resolver("fcnlab_pid", lambda: str(os.getpid()), use_cache=True, replace=True)
 OmegaConf.register_new_resolver("fcnlab_mul", lambda a, b: type(a)(a * b), replace=True)
 OmegaConf.register_new_resolver("fcnlab_stage_checkpoint", _stage_checkpoint, replace=True)
+OmegaConf.register_new_resolver("fcnlab_rank_suffix", rank_suffix, replace=True)
 
 
 def model_kwargs(model_cfg: DictConfig | dict) -> dict:
@@ -73,6 +79,8 @@ def check_config(cfg: DictConfig) -> None:
             f"model.num_classes={cfg.model.num_classes} but the data has {cfg.data.num_classes} "
             "classes; drop the override or set data.num_classes"
         )
+    if cfg.get("resume") not in ("auto", "never"):
+        raise FCNLabError(f"resume={cfg.get('resume')}: use auto (continue a killed run in its dir) or never")
     for key in ("init_from", "ckpt_path"):
         if cfg.get(key) and not Path(cfg[key]).is_file():
             raise FCNLabError(
@@ -105,6 +113,43 @@ def ensure_pretrained(cfg: DictConfig) -> None:
     )
 
 
+def job_overrides() -> list[str]:
+    """This job's command-line overrides (in a multirun: its own swept values), [] outside Hydra."""
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+
+
+def claim_output_dir(out_dir: Path, overrides: list[str]) -> None:
+    """Record which job owns ``out_dir``; refuse to resume or skip a folder left by a different job."""
+    path = out_dir / "job.json"
+    try:
+        owner = json.loads(path.read_text())["overrides"]
+    except (OSError, ValueError, KeyError):
+        write_json(path, {"overrides": overrides})
+        return
+    if owner != overrides:
+        raise FCNLabError(
+            f"{out_dir} holds a run of other overrides ({' '.join(owner) or 'none'}); "
+            "use another hydra.run.dir / hydra.sweep.dir, or resume=never to overwrite it"
+        )
+
+
+def finished_record(out_dir: Path) -> dict | None:
+    """The results of a job that already finished in ``out_dir`` (None: not finished, or failed)."""
+    try:
+        record = json.loads((out_dir / "results.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return record if record.get("status") == "ok" else None
+
+
+def resume_checkpoint(cfg: DictConfig, out_dir: Path) -> str | None:
+    """``ckpt_path`` if given, else (``resume=auto``) the ``last.ckpt`` a killed run left in ``out_dir``."""
+    if cfg.get("ckpt_path"):
+        return str(cfg.ckpt_path)
+    last = out_dir / "checkpoints" / "last.ckpt"
+    return str(last) if cfg.resume == "auto" and last.is_file() else None
+
+
 def train(cfg: DictConfig) -> dict:
     """Fit, then re-validate the best checkpoint; returns (and writes) the results record."""
     from hydra.utils import instantiate
@@ -120,6 +165,16 @@ def train(cfg: DictConfig) -> dict:
         return {"variant": "pretrain", "seed": cfg.seed, "status": "ok", "metrics": {}}
     check_config(cfg)
     out_dir = Path(cfg.paths.output_dir)
+    if cfg.resume == "auto":
+        claim_output_dir(out_dir, job_overrides())
+        if (done := finished_record(out_dir)) is not None:
+            log.info("%s already finished (results.json); skipped. resume=never retrains it", out_dir)
+            return done
+    else:
+        write_json(out_dir / "job.json", {"overrides": job_overrides()})
+    ckpt_path = resume_checkpoint(cfg, out_dir)
+    if ckpt_path:
+        log.info("resuming from %s", ckpt_path)
     ensure_pretrained(cfg)
 
     datamodule = instantiate(cfg.data, _convert_="all")
@@ -130,6 +185,7 @@ def train(cfg: DictConfig) -> dict:
         loss_normalize=cfg.loss.normalize,
         bias_lr_mult=cfg.loss.bias_lr_mult,
         class_names=datamodule.class_names,
+        seed=cfg.seed,
     )
     if not any(p.requires_grad for p in module.model.parameters()):
         raise FCNLabError(f"model.freeze_backbone=true leaves {cfg.model.name} nothing to train")
@@ -139,10 +195,14 @@ def train(cfg: DictConfig) -> dict:
     job_cfg = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])  # "hydra" is there under compose()
     module.run_info = {"config": OmegaConf.to_container(job_cfg, resolve=True), "git_sha": git_sha()}
 
+    from fcnlab.training.callbacks import progress_callbacks
+
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    callbacks += progress_callbacks(cfg.trainer.get("enable_progress_bar", True))  # rich on a tty, else lines
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    use_job_commands_for_ranks()  # strategy=ddp: ranks re-run this job, not the whole command line
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
 
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     if best:  # the reported numbers are the best checkpoint's, re-measured in full
@@ -162,6 +222,7 @@ def train(cfg: DictConfig) -> dict:
         "data_root": str(cfg.data.root),
         "protocol": cfg.data.protocol,
         "init_from": cfg.init_from,
+        "resumed_from": ckpt_path,
         "pretrained": cfg.model.pretrained,
         "best_checkpoint": best,
         "epochs": trainer.current_epoch,
@@ -197,7 +258,8 @@ def fail_record(cfg: DictConfig, error: str) -> None:
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
 def main(cfg: DictConfig) -> float:
     try:
-        results = train(cfg)
+        with ddp_job_scope():  # a multirun's next job starts its own DDP ranks
+            results = train(cfg)
     except FCNLabError as e:
         message = str(e).strip().splitlines()[-1].removeprefix("fcnlab.errors.FCNLabError: ")
         fail_record(cfg, message)
@@ -207,9 +269,9 @@ def main(cfg: DictConfig) -> float:
         sys.exit(2)
     finally:
         if "wandb" in sys.modules:
-            import wandb
+            from fcnlab.training.wandb_media import finish_wandb
 
-            wandb.finish()  # a failed job must not leave its run open for the next one
+            finish_wandb()  # a failed job must not leave its run open for the next one; prints `wandb sync`
     value = results["metrics"].get(cfg.optimized_metric.removeprefix("val/"), math.nan)
     log.info(
         "%s seed %s: %s",

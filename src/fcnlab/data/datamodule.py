@@ -29,7 +29,7 @@ class SegmentationDataset(Dataset):
         return len(self.samples)
 
     def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-        """``key`` is an index, or ``(index, seed)`` from an ``EpochSampler``: the seed fixes the augmentation."""
+        """An index, or ``(index, seed)`` from an ``EpochSampler``: the seed fixes the augmentation."""
         index, seed = key if isinstance(key, tuple) else (key, None)
         image, mask = load_sample(self.samples[index])
         image, mask = tv_tensors.Image(image), tv_tensors.Mask(mask)

@@ -28,7 +28,8 @@ def collect(sweep_dir: str | Path) -> list[dict]:
     """Every job's ``results.json`` under ``sweep_dir`` (jobs with none are reported failed)."""
     sweep_dir = Path(sweep_dir)
     records = []
-    for job in sorted(p for p in sweep_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
+    jobs = [p for p in sweep_dir.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    for job in sorted(p for p in jobs if p.name != "wandb"):  # wandb/: fcnlab-report --wandb's run
         path = job / "results.json"
         if path.is_file():
             record = json.loads(path.read_text())
@@ -125,21 +126,24 @@ def background_share(records: list[dict]) -> float | None:
     return None
 
 
+# table2.csv's columns, also those of the wandb table (fcnlab-report --wandb).
+CSV_COLUMNS = (
+    "variant",
+    *METRICS,
+    *(f"{m}_std" for m in METRICS),
+    *(f"paper_{m}" for m in METRICS),
+    "seeds",
+    "epochs",
+    "wall_seconds",
+    "init",
+    "status",
+)
+
+
 def write_csv(rows: list[dict], path: Path) -> None:
-    cols = [
-        "variant",
-        *METRICS,
-        *(f"{m}_std" for m in METRICS),
-        *(f"paper_{m}" for m in METRICS),
-        "seeds",
-        "epochs",
-        "wall_seconds",
-        "init",
-        "status",
-    ]
     tmp = path.with_name(f".{path.name}.tmp")
     with tmp.open("w", newline="") as f:
-        writer = csv.DictWriter(f, cols, extrasaction="ignore")
+        writer = csv.DictWriter(f, CSV_COLUMNS, extrasaction="ignore")
         writer.writeheader()
         for row in rows:
             writer.writerow({k: (round(v, 2) if isinstance(v, float) else v) for k, v in row.items()})

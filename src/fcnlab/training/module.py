@@ -81,7 +81,13 @@ class FCNModule(L.LightningModule):
         if not torch.isfinite(loss):
             raise FCNLabError(self._non_finite_message(loss.item()))
         self.log(
-            "train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(images), sync_dist=True
+            "train/loss",
+            loss,
+            prog_bar=True,
+            on_step=True,
+            on_epoch=True,
+            batch_size=len(images),
+            sync_dist=True,
         )
         return loss
 
