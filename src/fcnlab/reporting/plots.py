@@ -16,6 +16,14 @@ import numpy as np
 from fcnlab.reporting.table import METRIC_NAMES, METRICS, PAPER
 
 
+def save_figure(fig, path: Path, dpi: int) -> None:
+    """Write the PNG beside its target, then rename: a kill never leaves half a figure under its name."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    fig.savefig(tmp, dpi=dpi, format="png")
+    tmp.replace(path)
+
+
 def metrics_vs_paper(rows: list[dict], path: Path) -> None:
     variants = [r for r in rows if r["status"] == "ok"]
     fig, axes = plt.subplots(1, 4, figsize=(14, 3.6), sharey=True)
@@ -34,7 +42,7 @@ def metrics_vs_paper(rows: list[dict], path: Path) -> None:
     axes[0].set_ylabel("%")
     axes[0].legend(fontsize=8, loc="lower left")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
 
 
@@ -68,7 +76,7 @@ def per_class_heatmap(records: list[dict], path: Path) -> None:
     fig.colorbar(im, ax=ax, label="IU %")
     ax.set_title("per-class IU (mean over seeds)")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
 
 
@@ -91,7 +99,7 @@ def training_curves(records: list[dict], path: Path) -> None:
     ax_iu.set(xlabel="epoch", ylabel="val mean IU %", title="validation mean IU")
     ax_iu.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
 
 
@@ -141,6 +149,6 @@ def figure4(records: list[dict], path: Path, num_images: int = 4) -> bool:
             if i == 0:
                 ax.set_title(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path, dpi=100)
     plt.close(fig)
     return True
