@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from fcnlab.data.datamodule import SegmentationDataModule
 from fcnlab.train import train
 from test_train import make_cfg, tiny_overrides
 
@@ -81,7 +82,12 @@ def step_of(marker: Path) -> int:
 @pytest.mark.slow
 def test_sigkill_mid_epoch_then_same_command_gives_identical_results(tiny_data, tmp_path):
     # 24 training images, batch 4: 6 steps an epoch; last.ckpt is written at step 6, the kill lands at 9.
-    common = ["model=fcn16s", "trainer.max_epochs=3", "+callbacks.marker._target_=step_marker.StepMarker"]
+    common = [
+        "model=fcn16s",
+        "optimizer=adam",
+        "trainer.max_epochs=3",
+        "+callbacks.marker._target_=step_marker.StepMarker",
+    ]
     killed, clean = tmp_path / "killed", tmp_path / "clean"
     marker = tmp_path / "step"
     cmd = train_cmd(
@@ -168,3 +174,24 @@ def test_same_seed_same_metrics_and_the_run_is_recorded(tiny_data, tmp_path):
     assert a["seed"] == 7 and a["versions"]["torch"] == torch.__version__ and a["git_sha"]
     saved = json.loads((tmp_path / "a" / "results.json").read_text())
     assert saved["seed"] == 7 and saved["versions"] == a["versions"] and saved["git_sha"] == a["git_sha"]
+
+
+class _AtEpoch:
+    def __init__(self, epoch: int) -> None:
+        self.current_epoch = epoch
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_an_epochs_batches_depend_on_seed_and_epoch_only(tiny_data, workers):
+    def batches(epoch: int, num_workers: int) -> list[torch.Tensor]:
+        dm = SegmentationDataModule(
+            tiny_data, crop_size=48, scale_range=(0.5, 1.5), batch_size=4, num_workers=num_workers, seed=5
+        )
+        dm.trainer = _AtEpoch(epoch)
+        dm.setup("fit")
+        torch.manual_seed(epoch * 77 + num_workers)  # the global RNG's state must not matter
+        return [images for images, _ in dm.train_dataloader()]
+
+    reference = batches(1, 0)
+    assert all(torch.equal(a, b) for a, b in zip(reference, batches(1, workers), strict=True))
+    assert not torch.equal(reference[0], batches(2, workers)[0])  # a new epoch, new order and crops
