@@ -17,6 +17,7 @@ from fcnlab.errors import FCNLabError
 from fcnlab.eval import evaluate
 from fcnlab.models.vgg import VGGClassifier, vgg16_tiny_spec
 from fcnlab.train import CONF_DIR, train
+from fcnlab.training.wandb_media import finish_wandb
 
 EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
 MODELS = sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml"))
@@ -223,7 +224,7 @@ def test_interrupted_checkpoint_write_leaves_no_file(tmp_path, monkeypatch):
     assert not (tmp_path / "best.ckpt").exists()  # only the .partial, never a file that looks complete
 
 
-@pytest.mark.parametrize("logger", ["csv", "tensorboard", "wandb"])
+@pytest.mark.parametrize("logger", ["csv", "tensorboard", "wandb", "csv_tensorboard", "csv_wandb"])
 def test_each_logger_records_the_run(logger, tiny_data, tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
@@ -239,11 +240,11 @@ def test_each_logger_records_the_run(logger, tiny_data, tmp_path, monkeypatch):
         ),
         tmp_path,
     )
-    train(cfg)
+    try:
+        train(cfg)
+    finally:
+        finish_wandb()
     written = {p.name for p in tmp_path.rglob("*") if p.is_file()}
-    if logger == "csv":
-        assert "metrics.csv" in written
-    elif logger == "tensorboard":
-        assert any(n.startswith("events.out.tfevents") for n in written)
-    else:
-        assert any(n.endswith(".wandb") for n in written)
+    assert ("metrics.csv" in written) == logger.startswith("csv")
+    assert any(n.startswith("events.out.tfevents") for n in written) == logger.endswith("tensorboard")
+    assert any(n.endswith(".wandb") for n in written) == logger.endswith("wandb")
