@@ -23,7 +23,9 @@ from PIL import Image
 
 from fcnlab.data.voc import load_mask, load_sample, protocol_samples
 from fcnlab.errors import FCNLabError
+from fcnlab.export import export
 from fcnlab.models.vgg import VGGClassifier, vgg16_tiny_spec
+from fcnlab.predict import list_inputs, plan_outputs, read_image
 from fcnlab.train import train
 from fcnlab.training import FCNModule, load_module
 from test_train import make_cfg, tiny_overrides
@@ -198,6 +200,36 @@ def r21_disk_full_while_saving(data: Path, tmp: Path) -> str:
         message = message_of(lambda: tiny_train(str(data), tmp, "model=fcn32s", "trainer.max_epochs=1"))
     assert not list((tmp / "checkpoints").iterdir())  # no .partial, nothing that looks complete
     return message
+
+
+def r22_predict_missing_input(data: Path, tmp: Path) -> str:
+    return message_of(lambda: list_inputs(tmp / "photos"))
+
+
+def r23_predict_empty_folder(data: Path, tmp: Path) -> str:
+    (tmp / "photos").mkdir()
+    (tmp / "photos" / "notes.txt").write_text("no images here")
+    return message_of(lambda: list_inputs(tmp / "photos"))
+
+
+def r24_predict_unreadable_image(data: Path, tmp: Path) -> str:
+    (tmp / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    return message_of(lambda: read_image(tmp / "broken.jpg", max_pixels=4096 * 4096))
+
+
+def r25_predict_huge_image(data: Path, tmp: Path) -> str:
+    Image.new("RGB", (5000, 4000)).save(tmp / "huge.png")
+    return message_of(lambda: read_image(tmp / "huge.png", max_pixels=4096 * 4096))
+
+
+def r26_predict_output_is_the_input(data: Path, tmp: Path) -> str:
+    images = data / "VOCdevkit/VOC2011/JPEGImages"
+    return message_of(lambda: plan_outputs(images, list_inputs(images)[0], images))
+
+
+def r27_export_unknown_format(data: Path, tmp: Path) -> str:
+    cfg = make_cfg("export", [f"ckpt={tmp}/best.ckpt", "format=tflite"], tmp)
+    return message_of(lambda: export(cfg))
 
 
 CASES = {name.split("_")[0].upper(): fn for name, fn in dict(globals()).items() if re.match(r"r\d\d_", name)}
