@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,27 +20,14 @@ from fcnlab.data.sampling import ShardSampler
 from fcnlab.data.voc import load_sample, protocol_samples
 from fcnlab.eval import evaluate
 from fcnlab.training.distributed import rank_command
-from test_train import make_cfg
+from test_train import make_cfg, train_command
 
 
-def ddp_cmd(data_root: str, tmp_path: Path, *extra: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "fcnlab.train",
-        "trainer=ddp_cpu",
-        f"paths.root_dir={tmp_path}",
-        f"data.root={data_root}",
-        "data.generate=null",
-        "data.crop_size=48",
-        "data.batch_size=2",  # per process: 4 images a step in all
-        "data.num_workers=0",
-        "+data.limit_val=7",  # odd: DistributedSampler would pad a duplicate onto one rank
-        "model.pretrained=null",
-        "optimizer=adam",
-        "trainer.enable_progress_bar=false",
-        *extra,
-    ]
+def ddp_cmd(data_root: str, tmp_path: Path, *extra: str, multirun: bool = False) -> list[str]:
+    # data.batch_size is per process: 4 images a step in all. limit_val=7 is odd on purpose:
+    # DistributedSampler would pad a duplicate onto one rank.
+    base = ["trainer=ddp_cpu", "data.batch_size=2", "+data.limit_val=7", "optimizer=adam"]
+    return train_command(data_root, tmp_path, *base, *extra, multirun=multirun)
 
 
 def labelled_pixels(data_root: str, limit: int) -> int:
@@ -113,10 +99,9 @@ def test_ddp_inside_a_multirun_gives_one_folder_per_job(tiny_data, tmp_path):
         "trainer.max_epochs=1",
         f"hydra.sweep.dir={sweep}",
         "hydra.sweep.subdir=${model.variant}",
+        multirun=True,
     )
-    proc = subprocess.run(
-        [*cmd[:3], "-m", *cmd[3:]], capture_output=True, text=True, timeout=600, cwd=tmp_path
-    )
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["fcn16s", "fcn32s"]
     for job in ("fcn32s", "fcn16s"):

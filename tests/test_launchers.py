@@ -6,29 +6,15 @@ import json
 import os
 import stat
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from test_train import train_command
+
 
 def tiny_job(data_root: str, tmp_path: Path, *extra: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "fcnlab.train",
-        "-m",
-        f"paths.root_dir={tmp_path}",
-        f"data.root={data_root}",
-        "data.generate=null",
-        "data.crop_size=48",
-        "data.batch_size=4",
-        "data.num_workers=0",
-        "model.pretrained=null",
-        "trainer.max_epochs=1",
-        "trainer.enable_progress_bar=false",
-        *extra,
-    ]
+    return train_command(data_root, tmp_path, "trainer.max_epochs=1", *extra, multirun=True)
 
 
 def test_slurm_preset_writes_the_job_script_from_the_cluster_section(tiny_data, tmp_path):

@@ -10,7 +10,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,28 +18,14 @@ import torch
 
 from fcnlab.data.datamodule import SegmentationDataModule
 from fcnlab.train import train
-from test_train import make_cfg, tiny_overrides
+from test_train import make_cfg, tiny_overrides, train_command
 
 HELPERS = Path(__file__).parent / "helpers"
 
 
 def train_cmd(data_root: str, tmp_path: Path, *extra: str, multirun: bool = False) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "fcnlab.train",
-        *(["-m"] if multirun else []),
-        f"paths.root_dir={tmp_path}",
-        f"data.root={data_root}",
-        "data.generate=null",
-        "data.crop_size=48",
-        "data.batch_size=4",
-        "data.num_workers=0",
-        "model.pretrained=null",
-        "scheduler=poly",  # its state must come back too
-        "trainer.enable_progress_bar=false",
-        *extra,
-    ]
+    # scheduler=poly: its state must come back too
+    return train_command(data_root, tmp_path, "scheduler=poly", *extra, multirun=multirun)
 
 
 def start(cmd: list[str], tmp_path: Path) -> subprocess.Popen:

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from fcnlab.report import build_report
+from test_train import train_command
 
 
 def run_sweep(sweep_dir: Path, data_root: str, tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
@@ -90,26 +91,10 @@ def test_stage_without_parent_fails_clearly_and_report_marks_it(tiny_data, tmp_p
 @pytest.mark.slow
 def test_optuna_lr_search_runs_two_trials_and_reports_the_best(tiny_data, tmp_path):
     sweep = tmp_path / "lr_search"
-    cmd = [
-        sys.executable,
-        "-m",
-        "fcnlab.train",
-        "-m",
-        "--config-name",
-        "lr_search",
-        "hydra.sweeper.n_trials=2",
-        f"hydra.sweep.dir={sweep}",
-        f"paths.root_dir={tmp_path}",
-        f"data.root={tiny_data}",
-        "data.generate=null",
-        "data.crop_size=48",
-        "data.batch_size=4",
-        "data.num_workers=0",
-        "model.pretrained=null",
-        "stage_epochs=1",
-        "trainer.limit_train_batches=3",
-        "trainer.enable_progress_bar=false",
-    ]
+    search = ["--config-name", "lr_search", "hydra.sweeper.n_trials=2", f"hydra.sweep.dir={sweep}"]
+    limits = ["stage_epochs=1", "trainer.limit_train_batches=3"]
+    cmd = train_command(tiny_data, tmp_path, *limits, multirun=True)
+    cmd[4:4] = search  # --config-name comes before the overrides
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     trials = [json.loads((sweep / f"trial{i}" / "results.json").read_text()) for i in (0, 1)]

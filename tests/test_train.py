@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -46,6 +47,20 @@ def tiny_overrides(data_root: str, *extra: str) -> list[str]:
         "data.num_workers=0",
         "model.pretrained=null",
         "trainer.enable_progress_bar=false",
+        *extra,
+    ]
+
+
+def train_command(data_root: str, tmp_path: Path, *extra: str, multirun: bool = False) -> list[str]:
+    """``python -m fcnlab.train`` on the tiny data, for tests that need a real process (kill, DDP, sweep)."""
+    mode = ["-m"] if multirun else []
+    return [
+        sys.executable,
+        "-m",
+        "fcnlab.train",
+        *mode,
+        f"paths.root_dir={tmp_path}",
+        *tiny_overrides(data_root),
         *extra,
     ]
 
