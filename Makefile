@@ -7,7 +7,7 @@ SEEDS  ?= 1
 SWEEP_DIR ?= results/runs/table2_$(shell date +%Y%m%d_%H%M%S)
 SEED_LIST := $(shell seq -s, 0 $$(( $(SEEDS) - 1 )))
 
-.PHONY: help install test test-fast lint reproduce-table2 report clean
+.PHONY: help install test test-fast lint reproduce-table2 report bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,12 @@ reproduce-table2: $(STAMP)  ## Table 2 on the embedded default (SEEDS=3 for mean
 
 report: $(STAMP)  ## rebuild results/table2.* from a finished sweep: make report SWEEP_DIR=results/runs/...
 	$(VENV)/bin/fcnlab-report $(SWEEP_DIR) --out results
+
+bench: $(STAMP)  ## FCN-32s/16s/8s vs torchfcn and this CPU's peak -> results/bench.json (BENCH_ARGS=--quick)
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[bench]'
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps torchfcn==1.9.7 \
+	  || echo "torchfcn==1.9.7 did not install: the bench measures fcnlab alone"
+	$(PY) -m fcnlab.bench $(BENCH_ARGS)
 
 clean:  ## remove generated data, runs and results (keeps .venv)
 	rm -rf data outputs multirun results/runs lightning_logs wandb .pytest_cache

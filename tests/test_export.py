@@ -26,15 +26,6 @@ from test_predict import make_cfg, tiny_checkpoint  # noqa: E402  (shared helper
 CASES = [("fcn32s", "faithful"), ("fcn8s", "faithful"), ("fcn8s", "efficient")]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread: on a shared 2-core machine two threads can be 100x slower than one."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory) -> dict[tuple[str, str], Path]:
     root = tmp_path_factory.mktemp("ckpts")

@@ -73,15 +73,6 @@ def make_cfg(config_name: str, overrides: list[str], job_dir: Path):
     return cfg
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread: on a shared 2-core machine two threads can be 100x slower than one."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory) -> str:
     return str(tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.ckpt"))
