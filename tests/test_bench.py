@@ -20,15 +20,45 @@ from fcnlab.bench.__main__ import main
 from fcnlab.bench.peers import build_peer, import_torchfcn
 
 ROW_KEYS = {
-    "impl", "model", "geometry", "backbone", "height", "width", "params", "forward_ms", "train_step_ms",
-    "gflop", "train_gflop", "forward_gflops", "peak_fraction", "peak_rss_mib", "rss_model_mib",
-    "forward_ratio", "train_step_ratio", "gflop_ratio", "peer",
+    "impl",
+    "model",
+    "geometry",
+    "backbone",
+    "height",
+    "width",
+    "params",
+    "forward_ms",
+    "train_step_ms",
+    "gflop",
+    "train_gflop",
+    "forward_gflops",
+    "peak_fraction",
+    "peak_rss_mib",
+    "rss_model_mib",
+    "forward_ratio",
+    "train_step_ratio",
+    "gflop_ratio",
+    "peer",
 }
 TOP_KEYS = {
-    "rows", "peak_gflops", "peak_conv3x3_gflops", "peak_matmul_gflops", "flop_counter_check",
-    "loader_images_per_s", "train_images_per_s", "loader_over_train", "confusion_update_ms_per_image",
-    "segmentation_scores_ms", "table2_wall", "targets", "machine", "versions", "git_sha", "timestamp",
-    "settings", "torchfcn",
+    "rows",
+    "peak_gflops",
+    "peak_conv3x3_gflops",
+    "peak_matmul_gflops",
+    "flop_counter_check",
+    "loader_images_per_s",
+    "train_images_per_s",
+    "loader_over_train",
+    "confusion_update_ms_per_image",
+    "segmentation_scores_ms",
+    "table2_wall",
+    "targets",
+    "machine",
+    "versions",
+    "git_sha",
+    "timestamp",
+    "settings",
+    "torchfcn",
 }
 
 
@@ -36,11 +66,26 @@ TOP_KEYS = {
 def quick(tmp_path_factory, tiny_data) -> dict:
     """One quick run: tiny backbone, 64x64, FCN-8s in both geometries, no torchfcn (about 15 s)."""
     out = tmp_path_factory.mktemp("bench") / "bench.json"
-    main([
-        "--quick", "--sizes", "64x64", "--backbone", "vgg16_tiny", "--models", "fcn8s",
-        "--peers", "--out", str(out), "--runs-dir", str(out.parent / "no_runs"),
-        "--override", f"data.root={tiny_data}", "--override", "data.generate=null",
-    ])
+    main(
+        [
+            "--quick",
+            "--sizes",
+            "64x64",
+            "--backbone",
+            "vgg16_tiny",
+            "--models",
+            "fcn8s",
+            "--peers",
+            "--out",
+            str(out),
+            "--runs-dir",
+            str(out.parent / "no_runs"),
+            "--override",
+            f"data.root={tiny_data}",
+            "--override",
+            "data.generate=null",
+        ]
+    )
     return json.loads(out.read_text())
 
 
@@ -116,3 +161,34 @@ def test_torchfcn_imports_with_the_stub_and_runs():
     finally:
         if not had_fcn:
             sys.modules.pop("fcn", None)
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last_input", "channels_last_weights", "batch"])
+def test_gemm_fc6_equals_the_convolution(layout, monkeypatch):
+    # fc6 runs as unfold + matmul on CPU (measured faster, less memory); values and gradients must not change.
+    import torch.nn.functional as F
+
+    from fcnlab.models.convolutionalize import GemmConv2d
+
+    calls = []
+    unfold = F.unfold
+    monkeypatch.setattr(F, "unfold", lambda *a, **k: calls.append(1) or unfold(*a, **k))
+
+    torch.manual_seed(0)
+    gemm = GemmConv2d(8, 64, 5, padding=2)
+    plain = nn.Conv2d(8, 64, 5, padding=2)
+    plain.load_state_dict(gemm.state_dict())
+    x = torch.randn(3 if layout == "batch" else 1, 8, 4, 6)  # batch 3: 72 px > 64 channels, plain path
+    if layout == "channels_last_input":
+        x = x.contiguous(memory_format=torch.channels_last)
+    if layout == "channels_last_weights":
+        gemm, plain = (m.to(memory_format=torch.channels_last) for m in (gemm, plain))
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    a, b = gemm(xa), plain(xb)
+    assert bool(calls) == (layout in ("contiguous", "channels_last_input"))  # which path ran
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    (a * b.detach()).sum().backward()
+    (b * b.detach()).sum().backward()
+    torch.testing.assert_close(xa.grad, xb.grad, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(gemm.weight.grad, plain.weight.grad, atol=1e-4, rtol=1e-5)
+    torch.testing.assert_close(gemm.bias.grad, plain.bias.grad, atol=1e-4, rtol=1e-5)

@@ -1,0 +1,152 @@
+"""Derived fields (GFLOP/s, share of peak, ratios to torchfcn), the targets, and the printed table."""
+
+from __future__ import annotations
+
+GIB = 1024  # MiB
+
+
+def _size(row: dict) -> str:
+    return f"{row['height']}x{row['width']}"
+
+
+def peer_of(row: dict, rows: list[dict]) -> dict | None:
+    """The torchfcn row measured at the same model and size as an fcnlab row, if any."""
+    for other in rows:
+        if other["impl"] == "torchfcn" and other["model"] == row["model"] and _size(other) == _size(row):
+            return other
+    return None
+
+
+def add_derived(rows: list[dict], peak_conv_gflops: float) -> list[dict]:
+    """Fill achieved GFLOP/s, ``peak_fraction`` (vs the conv peak) and the ratios to torchfcn, in place."""
+    for row in rows:
+        row["forward_gflops"] = row["gflop"] / row["forward_ms"] * 1000
+        row["train_gflops"] = row["train_gflop"] / row["train_step_ms"] * 1000
+        row["peak_fraction"] = row["forward_gflops"] / peak_conv_gflops
+        row["train_peak_fraction"] = row["train_gflops"] / peak_conv_gflops
+    for row in rows:
+        peer = peer_of(row, rows) if row["impl"] == "fcnlab" else None
+        row["peer"] = f"torchfcn {peer['model']}" if peer else None
+        for key in ("forward_ms", "train_step_ms", "gflop", "forward_gflops", "train_gflops"):
+            ratio_key = key.removesuffix("_ms") + "_ratio"
+            row[ratio_key] = row[key] / peer[key] if peer else None
+    return rows
+
+
+def _check(name: str, value: float | None, limit: float, at_most: bool, detail: str) -> dict:
+    met = None if value is None else (value <= limit if at_most else value >= limit)
+    return {"target": name, "met": met, "value": value, "limit": limit, "detail": detail}
+
+
+def _ratio_target(rows: list[dict], name: str, key: str, limit: float, pick) -> dict:
+    chosen = [r for r in rows if r["impl"] == "fcnlab" and r.get(key) is not None and pick(r)]
+    if not chosen:
+        return _check(name, None, limit, True, "not measured")
+    worst = max(chosen, key=lambda r: r[key])
+    each = ", ".join(f"{r['model']} {_size(r)} {r[key]:.2f}x" for r in chosen)
+    speed = "train_gflops_ratio" if key == "train_step_ratio" else "forward_gflops_ratio"
+    why = (
+        f"worst {worst['model']} {_size(worst)}: {worst['gflop_ratio']:.2f}x torchfcn's FLOPs at "
+        f"{worst[speed]:.2f}x its GFLOP/s; {each}"
+    )
+    return _check(name, worst[key], limit, True, why)
+
+
+def _faithful(r: dict) -> bool:
+    return r["geometry"] == "faithful"
+
+
+def _efficient_8s_voc(r: dict) -> bool:
+    return r["geometry"] == "efficient" and r["model"] == "fcn8s" and _size(r) == "375x500"
+
+
+def targets(result: dict) -> list[dict]:
+    """Issue 9's targets, each with the measured value, whether it is met (None: not measured), why."""
+    rows = result["rows"]
+    out = [
+        _ratio_target(rows, "faithful forward <= 1.0x torchfcn", "forward_ratio", 1.0, _faithful),
+        _ratio_target(rows, "faithful train step <= 1.0x torchfcn", "train_step_ratio", 1.0, _faithful),
+        _ratio_target(
+            rows,
+            "efficient FCN-8s forward <= 0.5x torchfcn at 375x500",
+            "forward_ratio",
+            0.5,
+            _efficient_8s_voc,
+        ),
+        _ratio_target(
+            rows,
+            "efficient FCN-8s train step <= 0.5x torchfcn at 375x500",
+            "train_step_ratio",
+            0.5,
+            _efficient_8s_voc,
+        ),
+    ]
+    name = "VGG16 forward >= 70% of the 3x3-conv peak"
+    vgg = [r for r in rows if r["impl"] == "fcnlab" and r["backbone"] == "vgg16"]
+    if vgg:
+        worst = min(vgg, key=lambda r: r["peak_fraction"])
+        best = max(vgg, key=lambda r: r["peak_fraction"])
+        detail = (
+            f"worst {worst['model']} {worst['geometry']} {_size(worst)}: {worst['forward_gflops']:.0f} of "
+            f"{result['peak_conv3x3_gflops']:.0f} GFLOP/s; best {best['model']} {best['geometry']} "
+            f"{_size(best)} {best['peak_fraction']:.0%}"
+        )
+        out.append(_check(name, worst["peak_fraction"], 0.7, False, detail))
+    else:
+        out.append(_check(name, None, 0.7, False, "not measured"))
+    ratio = result.get("loader_over_train")
+    detail = (
+        "not measured"
+        if ratio is None
+        else (f"{result['loader_images_per_s']:.0f} vs {result['train_images_per_s']:.0f} images/s")
+    )
+    out.append(_check("train loader >= 3x training throughput", ratio, 3.0, False, detail))
+    big = [
+        r
+        for r in rows
+        if r["impl"] == "fcnlab"
+        and r["model"] == "fcn8s"
+        and r["backbone"] == "vgg16"
+        and _size(r) == "500x500"
+    ]
+    worst = max(big, key=lambda r: r["peak_rss_mib"]) if big else None
+    detail = (
+        "not measured"
+        if worst is None
+        else (
+            f"worst {worst['geometry']}: {worst['peak_rss_mib']:.0f} MiB (process with the model built: "
+            f"{worst['rss_model_mib']:.0f} MiB)"
+        )
+    )
+    value = None if worst is None else worst["peak_rss_mib"]
+    out.append(
+        _check("peak RSS of an FCN-8s VGG16 train step at 500x500 <= 3 GiB", value, 3 * GIB, True, detail)
+    )
+    return out
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "—" if value is None else format(value, spec)
+
+
+def table_lines(rows: list[dict]) -> list[str]:
+    """The rows as a Markdown table (what ``make bench`` prints and docs/performance.md shows)."""
+    lines = [
+        "| impl | model | geometry | size | fwd ms | train ms | GFLOP | GFLOP/s | % peak | peak RSS MiB "
+        "| fwd × torchfcn | train × torchfcn |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['impl']} | {r['model']} | {r['geometry']} | {_size(r)} | {r['forward_ms']:.0f} | "
+            f"{r['train_step_ms']:.0f} | {r['gflop']:.1f} | {r['forward_gflops']:.0f} | "
+            f"{r['peak_fraction']:.0%} | {r['peak_rss_mib']:.0f} | {_fmt(r.get('forward_ratio'), '.2f')} | "
+            f"{_fmt(r.get('train_step_ratio'), '.2f')} |"
+        )
+    return lines
+
+
+def target_lines(checks: list[dict]) -> list[str]:
+    """One line per target: met / MISSED / not measured, the value and the measured reason."""
+    word = {True: "met", False: "MISSED", None: "not measured"}
+    return [f"- [{word[c['met']]}] {c['target']}: {c['detail']}" for c in checks]
