@@ -118,19 +118,20 @@ def job_overrides() -> list[str]:
     return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
 
 
-def claim_output_dir(out_dir: Path, overrides: list[str]) -> None:
-    """Record which job owns ``out_dir``; refuse to resume or skip a folder left by a different job."""
+def claim_output_dir(out_dir: Path, overrides: list[str], take_over: bool = False) -> None:
+    """Record which job owns ``out_dir``; refuse (unless ``take_over``) a folder left by a different job."""
     path = out_dir / "job.json"
     try:
         owner = json.loads(path.read_text())["overrides"]
     except (OSError, ValueError, KeyError):
-        write_json(path, {"overrides": overrides})
-        return
-    if owner != overrides:
+        owner = None
+    if owner is not None and owner != overrides and not take_over:
         raise FCNLabError(
             f"{out_dir} holds a run of other overrides ({' '.join(owner) or 'none'}); "
             "use another hydra.run.dir / hydra.sweep.dir, or resume=never to overwrite it"
         )
+    if owner != overrides:
+        write_json(path, {"overrides": overrides})
 
 
 def finished_record(out_dir: Path) -> dict | None:
@@ -156,6 +157,7 @@ def train(cfg: DictConfig) -> dict:
 
     from fcnlab.models import load_staged
     from fcnlab.training import FCNModule
+    from fcnlab.training.callbacks import progress_callbacks
 
     start = time.perf_counter()
     torch.set_flush_denormal(True)  # random-init nets on CPU can crawl on denormal floats
@@ -165,13 +167,10 @@ def train(cfg: DictConfig) -> dict:
         return {"variant": "pretrain", "seed": cfg.seed, "status": "ok", "metrics": {}}
     check_config(cfg)
     out_dir = Path(cfg.paths.output_dir)
-    if cfg.resume == "auto":
-        claim_output_dir(out_dir, job_overrides())
-        if (done := finished_record(out_dir)) is not None:
-            log.info("%s already finished (results.json); skipped. resume=never retrains it", out_dir)
-            return done
-    else:
-        write_json(out_dir / "job.json", {"overrides": job_overrides()})
+    claim_output_dir(out_dir, job_overrides(), take_over=cfg.resume == "never")
+    if cfg.resume == "auto" and (done := finished_record(out_dir)) is not None:
+        log.info("%s already finished (results.json); skipped. resume=never retrains it", out_dir)
+        return done
     ckpt_path = resume_checkpoint(cfg, out_dir)
     if ckpt_path:
         log.info("resuming from %s", ckpt_path)
@@ -194,8 +193,6 @@ def train(cfg: DictConfig) -> dict:
         log.info("initialised from %s; new layers: %s", cfg.init_from, ", ".join(fresh) or "none")
     job_cfg = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])  # "hydra" is there under compose()
     module.run_info = {"config": OmegaConf.to_container(job_cfg, resolve=True), "git_sha": git_sha()}
-
-    from fcnlab.training.callbacks import progress_callbacks
 
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     callbacks += progress_callbacks(cfg.trainer.get("enable_progress_bar", True))  # rich on a tty, else lines

@@ -4,33 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from fcnlab.bench.measure import median, time_calls
-
-
-def compose_train_config(overrides: list[str]):
-    """``conf/train.yaml`` with ``overrides``, resolved as ``fcnlab-train`` would (no job is started)."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import open_dict
-
-    from fcnlab.train import CONF_DIR
-
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        # split_dir=null: the bench needs no split lists written into outputs/
-        cfg = compose("train", overrides=["data.split_dir=null", *overrides], return_hydra_config=True)
-    with open_dict(cfg):
-        cfg.hydra.runtime.cwd = os.getcwd()
-        cfg.hydra.runtime.output_dir = os.path.join(os.getcwd(), "outputs", "bench")
-    HydraConfig.instance().set_config(cfg)
-    return cfg
+from fcnlab.data.throughput import compose_train_config, loader_images_per_s
 
 
 def default_throughput(overrides: list[str], reps: int) -> dict:
@@ -49,7 +29,7 @@ def default_throughput(overrides: list[str], reps: int) -> dict:
     from fcnlab.train import model_kwargs
     from fcnlab.training.optim import build_optimizer
 
-    cfg = compose_train_config(overrides)
+    cfg = compose_train_config(overrides, job="bench")
     datamodule = instantiate(cfg.data, _convert_="all")
     datamodule.prepare_data()  # generates data/shapes on first use
     datamodule.setup("fit")
@@ -64,15 +44,9 @@ def default_throughput(overrides: list[str], reps: int) -> dict:
         optimizer.step()
 
     step_ms = median(time_calls(step, reps, torch.device("cpu")))
-    loader = datamodule.train_dataloader()
     epochs = 2
-    for _ in range(epochs):  # the first epoch starts the workers
-        start, seen = time.perf_counter(), 0
-        for batch_images, _ in loader:
-            seen += len(batch_images)
-        seconds = time.perf_counter() - start
-    del loader  # stops its persistent workers before anything else is timed
-    loader_rate, train_rate = seen / seconds, batch / step_ms * 1000
+    loader_rate, seen = loader_images_per_s(datamodule, epochs)
+    train_rate = batch / step_ms * 1000
     return {
         "loader_images_per_s": loader_rate,
         "train_images_per_s": train_rate,
