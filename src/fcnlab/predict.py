@@ -30,6 +30,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from fcnlab.data.classes import voc_palette
 from fcnlab.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform
+from fcnlab.data.voc import rgb_pixels
 from fcnlab.errors import FCNLabError
 from fcnlab.runinfo import write_json
 from fcnlab.train import CONF_DIR
@@ -149,7 +150,10 @@ def _no_pil_pixel_limit() -> Iterator[None]:
 
 
 def read_image(path: Path, max_pixels: int) -> torch.Tensor:
-    """(3, H, W) uint8 RGB in display orientation (EXIF applied); the size is checked before decoding."""
+    """(3, H, W) uint8 RGB in display orientation (EXIF applied); the size is checked before decoding.
+
+    16-bit greyscale is rescaled to 8 bits (``fcnlab.data.voc.rgb_pixels``), not clipped to white.
+    """
     try:
         with _no_pil_pixel_limit(), warnings.catch_warnings(), Image.open(path) as img:
             warnings.simplefilter("ignore")
@@ -158,7 +162,7 @@ def read_image(path: Path, max_pixels: int) -> torch.Tensor:
                 too_big = f"{width}x{height}"
             else:
                 too_big = ""
-                rgb = np.asarray(ImageOps.exif_transpose(img).convert("RGB"))
+                rgb = rgb_pixels(ImageOps.exif_transpose(img))
     except UnidentifiedImageError:
         raise FCNLabError(f"{path}: not a readable image (unknown format or corrupt header)") from None
     except (OSError, ValueError, SyntaxError, EOFError) as e:

@@ -15,7 +15,7 @@ from torchvision import tv_tensors
 from fcnlab.data.classes import SHAPES_CLASSES, VOC_CLASSES
 from fcnlab.data.sampling import EpochSampler, ShardSampler
 from fcnlab.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform, pad_collate, train_transform
-from fcnlab.data.voc import Sample, load_sample, protocol_samples
+from fcnlab.data.voc import CHECKS, Sample, check_samples, load_sample, protocol_samples
 from fcnlab.errors import FCNLabError
 
 
@@ -61,6 +61,10 @@ class SegmentationDataModule(L.LightningDataModule):
     generated dataset to ``root`` on first use. Validation runs on whole images at native size,
     ``val_batch_size`` 1 by default; larger batches are padded with void labels that are never scored.
     ``split_dir``, if set, receives the split lists actually used (e.g. ``seg11valid.txt``).
+    ``check`` (``data.check``) is how ``setup`` checks every train and val sample before training, so a
+    bad file stops the run at once with the message loading it would give, not epochs later:
+    ``headers`` (default: headers, modes, palettes, sizes, SBD's small ``.mat`` files), ``full`` (decode
+    everything) or ``none`` (see :func:`fcnlab.data.voc.check_sample`).
     """
 
     def __init__(
@@ -82,8 +86,12 @@ class SegmentationDataModule(L.LightningDataModule):
         limit_train: int | None = None,
         limit_val: int | None = None,
         num_classes: int | None = None,
+        check: str = "headers",
     ) -> None:
         super().__init__()
+        if check not in CHECKS:
+            raise FCNLabError(f"data.check={check}: use headers (the default), full or none")
+        self.check = check
         self.root, self.protocol, self.generate = Path(root), protocol, generate
         self.class_names = list(class_names or (SHAPES_CLASSES if generate is not None else VOC_CLASSES))
         if num_classes is not None and num_classes != len(self.class_names):
@@ -115,6 +123,7 @@ class SegmentationDataModule(L.LightningDataModule):
             return
         train, val, _ = protocol_samples(self.root, self.protocol)
         train, val = train[: self.limit_train], val[: self.limit_val]
+        check_samples([*train, *val], self.check)
         ids = {"train": [s.id for s in train], "val": [s.id for s in val]}  # the lists actually used
         if self.split_dir is not None:
             self.split_dir.mkdir(parents=True, exist_ok=True)
