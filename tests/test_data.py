@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.io
 import torch
 import torchvision
 from PIL import Image
@@ -17,7 +18,15 @@ from conftest import TINY_DATA
 from fcnlab.data import SegmentationDataModule, protocol_samples, seg11valid_ids, synthetic
 from fcnlab.data.classes import VOID
 from fcnlab.data.transforms import RandomScale, pad_collate, train_transform
-from fcnlab.data.voc import load_mask, load_sample, read_ids
+from fcnlab.data.voc import (
+    check_sample,
+    check_samples,
+    load_image,
+    load_mask,
+    load_sample,
+    mat_labels_shape,
+    read_ids,
+)
 from fcnlab.errors import FCNLabError
 
 
@@ -282,3 +291,193 @@ def test_empty_split(data_copy):
     (data_copy / "benchmark_RELEASE/dataset/train.txt").write_text("\n")
     with pytest.raises(FCNLabError, match="train.txt: split list is empty"):
         protocol_samples(data_copy, "seg11valid")
+
+
+# --- labels, palettes, split lists, EXIF and the up-front check ----------------------------------
+
+
+def _save_gtcls(path: Path, labels: np.ndarray, compress: bool = True) -> None:
+    scipy.io.savemat(path, {"GTcls": {"Segmentation": labels}}, do_compression=compress)
+
+
+@pytest.mark.parametrize(
+    "dtype, value, shown",
+    [(np.int16, 261, "261"), (np.int16, -1, "-1"), (np.float64, 2.9, "2.9"), (np.float64, np.nan, "nan")],
+)
+def test_sbd_label_values_are_checked_before_the_uint8_cast(data_copy, dtype, value, shown):
+    mat = sorted((data_copy / "benchmark_RELEASE/dataset/cls").glob("*.mat"))[0]
+    labels = np.zeros((6, 7), dtype)
+    labels[2, 3] = value
+    _save_gtcls(mat, labels)
+    with pytest.raises(FCNLabError, match=rf"{mat.name}: label values \[{shown}\] outside 0..20 and 255"):
+        load_mask(mat)
+
+
+def test_sbd_labels_of_any_numeric_type_load_when_they_are_class_ids(data_copy):
+    mat = sorted((data_copy / "benchmark_RELEASE/dataset/cls").glob("*.mat"))[0]
+    labels = np.array([[0, 5, 20], [255, 1, 0]], np.float64)
+    _save_gtcls(mat, labels)
+    assert load_mask(mat).tolist() == labels.astype(np.uint8).tolist()
+
+
+def _voc_mask(root: Path) -> Path:
+    return root / "VOCdevkit/VOC2011/SegmentationClass" / f"{_first_val_id(root)}.png"
+
+
+def test_requantised_palette_png_is_refused_naming_the_colour(data_copy):
+    png = _voc_mask(data_copy)
+    classes = np.unique(np.asarray(Image.open(png)))
+    Image.open(png).convert("RGB").quantize(colors=len(classes)).save(png)  # an adaptive palette
+    requantised = np.unique(np.asarray(Image.open(png)))
+    assert requantised.tolist() == list(range(len(classes))) != classes.tolist()
+    with pytest.raises(FCNLabError, match=rf"{png.name}: palette is not VOC's \(index \d+ is \(") as info:
+        load_mask(png)
+    _, val, _ = protocol_samples(data_copy, "seg11valid")
+    with pytest.raises(FCNLabError) as up_front:
+        check_sample(val[0], "headers")
+    assert str(up_front.value) == str(info.value)
+
+
+def test_label_pngs_as_class_ids_load_in_every_index_form(data_copy):
+    png = _voc_mask(data_copy)
+    labels = np.asarray(Image.open(png)).copy()
+    Image.fromarray(labels, mode="L").save(png)  # greyscale: no palette at all
+    assert np.array_equal(load_mask(png).numpy(), labels)
+    grey = Image.fromarray(labels, mode="P")
+    grey.putpalette(np.repeat(np.arange(256, dtype=np.uint8), 3).tolist())  # a grey ramp
+    grey.save(png)
+    assert np.array_equal(load_mask(png).numpy(), labels)
+    other = Image.fromarray(labels, mode="P")
+    other.putpalette(np.repeat(np.arange(256, dtype=np.uint8)[::-1], 3).tolist())
+    other.save(png)
+    assert np.array_equal(load_mask(png, palette=None).numpy(), labels)  # a loader of other data
+
+
+def _val_confusion(dm: SegmentationDataModule) -> torch.Tensor:
+    """Confusion matrix of an all-background prediction over the val loader (what metrics count)."""
+    confusion = torch.zeros(21, 21, dtype=torch.int64)
+    for _, masks in dm.val_dataloader():
+        labelled = masks[masks != VOID]
+        confusion[:, 0] += torch.bincount(labelled, minlength=21)
+    return confusion
+
+
+def test_duplicate_ids_count_once_with_one_warning(data_copy, tiny_data, tmp_path, caplog):
+    val_txt = data_copy / "VOCdevkit/VOC2011/ImageSets/Segmentation/val.txt"
+    ids = val_txt.read_text().split()
+    some = _first_val_id(data_copy)
+    val_txt.write_text("\n".join(ids + [some] * 5) + "\n")
+    kwargs = {"crop_size": 32, "num_workers": 0, "generate": None}
+    clean = SegmentationDataModule(tiny_data, split_dir=str(tmp_path / "clean"), **kwargs)
+    clean.setup("fit")
+    with caplog.at_level("WARNING", logger="fcnlab.data.voc"):
+        dup = SegmentationDataModule(str(data_copy), split_dir=str(tmp_path / "dup"), **kwargs)
+        dup.setup("fit")
+        protocol_samples(data_copy, "seg11valid")  # read again: still one warning
+    warned = [r.getMessage() for r in caplog.records if "duplicate" in r.getMessage()]
+    assert warned == [f"{val_txt}: 5 duplicate id(s) (first: {some}); each id is used once"]
+    assert [s.id for s in dup.val_set.samples] == [s.id for s in clean.val_set.samples]
+    assert (tmp_path / "dup/seg11valid.txt").read_text() == (tmp_path / "clean/seg11valid.txt").read_text()
+    assert torch.equal(_val_confusion(dup), _val_confusion(clean))
+
+
+def test_split_list_with_a_utf8_bom(data_copy, tiny_data):
+    val_txt = data_copy / "VOCdevkit/VOC2011/ImageSets/Segmentation/val.txt"
+    val_txt.write_bytes(b"\xef\xbb\xbf" + val_txt.read_bytes())
+    assert seg11valid_ids(data_copy) == seg11valid_ids(Path(tiny_data))
+    assert protocol_samples(data_copy, "seg11valid")[2] == protocol_samples(tiny_data, "seg11valid")[2]
+
+
+def test_data_root_that_is_a_file(tmp_path):
+    (tmp_path / "voc.tar").write_bytes(b"an archive, not yet extracted")
+    with pytest.raises(FCNLabError, match=r"data.root=.*voc.tar is a file, not a folder; expected "):
+        protocol_samples(tmp_path / "voc.tar", "seg11valid")
+
+
+def _exif_rotated_image(sample) -> None:
+    """Store the image's pixels transposed with EXIF orientation 6: a viewer shows it upright."""
+    image = Image.open(sample.image)
+    stored = image.transpose(Image.Transpose.ROTATE_90)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    stored.save(sample.image, exif=exif.tobytes(), quality=95)
+
+
+def test_exif_is_ignored_by_datasets_and_named_when_it_explains_a_mismatch(data_copy):
+    from fcnlab.predict import read_image
+
+    _, val, _ = protocol_samples(data_copy, "seg11valid")
+    height, width = load_mask(val[0].mask).shape
+    _exif_rotated_image(val[0])
+    assert tuple(load_image(val[0].image).shape[-2:]) == (width, height)  # as stored
+    assert tuple(read_image(val[0].image, 10**8).shape[-2:]) == (height, width)  # predict: as shown
+    expected = (
+        f"{val[0].mask}: labels are ({height}, {width}) but {val[0].image.name} is ({width}, {height}); "
+        "image and mask must be the same size; the image has EXIF orientation 6 (rotated 90°), which "
+        "datasets ignore: masks must match the stored pixels"
+    )
+    for load in (lambda: load_sample(val[0]), lambda: check_sample(val[0], "headers")):
+        with pytest.raises(FCNLabError) as info:
+            load()
+        assert str(info.value) == expected
+
+
+def test_16bit_greyscale_is_rescaled_not_clipped(tmp_path):
+    grey16 = np.array([[0, 257, 32896], [65535, 1000, 128]], dtype=np.uint16)
+    Image.fromarray(grey16).save(tmp_path / "g16.png")
+    assert Image.open(tmp_path / "g16.png").mode.startswith("I")
+    rgb = load_image(tmp_path / "g16.png")
+    expected = np.rint(grey16 / 257).astype(np.uint8)  # v * 255 / 65535
+    assert all(np.array_equal(rgb[c].numpy(), expected) for c in range(3))
+    Image.fromarray(np.full((2, 3), 0.5, np.float32)).save(tmp_path / "f.tif")
+    with pytest.raises(FCNLabError, match=r"f.tif: unreadable or truncated image \(floating-point pixels"):
+        load_image(tmp_path / "f.tif")
+
+
+def test_mat_shape_from_headers_agrees_with_loadmat(tiny_data, tmp_path):
+    for mat in sorted((Path(tiny_data) / "benchmark_RELEASE/dataset/cls").glob("*.mat")):
+        assert mat_labels_shape(mat) == scipy.io.loadmat(mat)["GTcls"][0]["Segmentation"][0].shape
+    labels = np.zeros((7, 9), np.uint8)
+    for compress in (True, False):
+        _save_gtcls(tmp_path / "a.mat", labels, compress)
+        assert mat_labels_shape(tmp_path / "a.mat") == (7, 9)
+    scipy.io.savemat(tmp_path / "b.mat", {"other": labels})  # an unknown layout: the caller loads it
+    (tmp_path / "c.mat").write_bytes(b"MATLAB 7.3 MAT-file" + bytes(200))
+    assert mat_labels_shape(tmp_path / "b.mat") is None and mat_labels_shape(tmp_path / "c.mat") is None
+
+
+def _setup(root: Path, check: str) -> SegmentationDataModule:
+    dm = SegmentationDataModule(str(root), crop_size=32, num_workers=0, generate=None, check=check)
+    dm.setup("fit")
+    return dm
+
+
+def test_bad_files_are_found_before_training_starts(data_copy):
+    train, val, _ = protocol_samples(data_copy, "seg11valid")
+    _save_gtcls(train[-1].mask, np.zeros((5, 5), np.uint8))  # the last train sample: wrong size
+    with pytest.raises(FCNLabError, match=rf"{train[-1].mask.name}: labels are \(5, 5\) but"):
+        _setup(data_copy, "headers")
+    _setup(data_copy, "none")  # skipped: found only when loaded
+    with pytest.raises(FCNLabError, match="labels are"):
+        load_sample(train[-1])
+    _save_gtcls(train[-1].mask, np.zeros(tuple(load_image(train[-1].image).shape[-2:]), np.uint8))
+    good = val[-1].mask.read_bytes()
+    Image.open(val[-1].mask).convert("RGB").save(val[-1].mask)  # the last val mask: an RGB PNG
+    with pytest.raises(FCNLabError, match=rf"{val[-1].mask.name}: unreadable label file \(mode RGB"):
+        _setup(data_copy, "headers")
+    val[-1].mask.write_bytes(good)
+    labels = np.asarray(Image.open(val[0].mask)).copy()
+    labels[0, 0] = 30
+    Image.fromarray(labels, mode="L").save(val[0].mask)
+    _setup(data_copy, "headers")  # values inside PNGs: not read from headers
+    with pytest.raises(FCNLabError, match=rf"{val[0].mask.name}: label values \[30\]"):
+        _setup(data_copy, "full")
+    with pytest.raises(FCNLabError, match="data.check=fast: use headers"):
+        SegmentationDataModule(str(data_copy), check="fast")
+
+
+def test_check_samples_reports_progress(tiny_data):
+    train, val, _ = protocol_samples(tiny_data, "seg11valid")
+    seen: list[int] = []
+    check_samples(train + val, "full", progress=seen.append)
+    assert seen == list(range(1, len(train) + len(val) + 1))

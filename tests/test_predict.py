@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from fcnlab.data.classes import voc_palette
 from fcnlab.errors import FCNLabError
-from fcnlab.predict import predict, save_png
+from fcnlab.predict import predict, read_image, save_png
 from fcnlab.train import CONF_DIR
 from fcnlab.training import FCNModule
 
@@ -226,3 +226,20 @@ def test_interrupted_png_write_leaves_no_file(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         save_png(rgb(4, 4), tmp_path / "mask.png")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_16bit_greyscale_png_is_segmented_as_its_8bit_twin(ckpt, tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    grey8 = np.random.default_rng(5).integers(0, 256, (40, 56), dtype=np.uint8)
+    Image.fromarray(grey8).save(src / "a_8bit.png")
+    Image.fromarray(grey8.astype(np.uint16) * 257).save(src / "b_16bit.png")  # the same picture, 16-bit
+    assert Image.open(src / "b_16bit.png").mode.startswith("I")
+    assert torch.equal(read_image(src / "b_16bit.png", 10**6), read_image(src / "a_8bit.png", 10**6))
+    out = tmp_path / "out"
+    record, errors = run(ckpt, src, out, tmp_path / "job")
+    assert errors == [] and len(record["images"]) == 2
+    for folder in (out, out / "overlay"):
+        assert np.array_equal(
+            np.asarray(Image.open(folder / "a_8bit.png")), np.asarray(Image.open(folder / "b_16bit.png"))
+        )
