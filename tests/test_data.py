@@ -473,7 +473,7 @@ def test_bad_files_are_found_before_training_starts(data_copy):
     with pytest.raises(FCNLabError, match=rf"{val[0].mask.name}: label values \[30\]"):
         _setup(data_copy, "full")
     with pytest.raises(FCNLabError, match="data.check=fast: use headers"):
-        SegmentationDataModule(str(data_copy), check="fast")
+        _setup(data_copy, "fast")
 
 
 def test_check_samples_reports_progress(tiny_data):

@@ -8,6 +8,7 @@ on disk (a NaN loss keeps the last good checkpoint; a full disk leaves no half-w
 from __future__ import annotations
 
 import errno
+import logging
 import re
 import shutil
 import subprocess
@@ -18,6 +19,7 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import pytest
+import scipy.io
 import torch
 from PIL import Image
 
@@ -230,6 +232,69 @@ def r26_predict_output_is_the_input(data: Path, tmp: Path) -> str:
 def r27_export_unknown_format(data: Path, tmp: Path) -> str:
     cfg = make_cfg("export", [f"ckpt={tmp}/best.ckpt", "format=tflite"], tmp)
     return message_of(lambda: export(cfg))
+
+
+def r50_sbd_labels_out_of_range(data: Path, tmp: Path) -> str:
+    train, _, _ = protocol_samples(data, "seg11valid")
+    labels = np.zeros((6, 7))
+    labels[0, :3] = [261, -1, 2.9]  # a uint8 cast would make them 5, 255 and 2
+    scipy.io.savemat(train[0].mask, {"GTcls": {"Segmentation": labels}})
+    return message_of(lambda: load_mask(train[0].mask))
+
+
+def r51_requantised_palette_png(data: Path, tmp: Path) -> str:
+    _, _, mask = first_val(data)
+    Image.open(mask).convert("RGB").quantize(colors=8).save(mask)  # an adaptive palette: indices 0..7
+    return message_of(lambda: load_mask(mask))
+
+
+def r52_duplicate_ids(data: Path, tmp: Path) -> str:
+    some, _, _ = first_val(data)
+    val_txt = data / "VOCdevkit/VOC2011/ImageSets/Segmentation/val.txt"
+    val_txt.write_text(val_txt.read_text() + f"{some}\n" * 5)
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logging.getLogger("fcnlab.data.voc").addHandler(handler)
+    try:
+        _, val, _ = protocol_samples(data, "seg11valid")
+    finally:
+        logging.getLogger("fcnlab.data.voc").removeHandler(handler)
+    assert [s.id for s in val].count(some) == 1
+    [record] = records
+    assert record.levelname == "WARNING"
+    return record.getMessage()
+
+
+def r53_exif_rotated_image(data: Path, tmp: Path) -> str:
+    _, image, _ = first_val(data)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90° to show": the stored pixels are the mask's transposed
+    Image.open(image).transpose(Image.Transpose.ROTATE_90).save(image, exif=exif.tobytes())
+    _, val, _ = protocol_samples(data, "seg11valid")
+    return message_of(lambda: load_sample(val[0]))
+
+
+def r54_predict_float_image(data: Path, tmp: Path) -> str:
+    Image.fromarray(np.ones((4, 5), np.float32)).save(tmp / "depth.tif")
+    return message_of(lambda: read_image(tmp / "depth.tif", max_pixels=4096 * 4096))
+
+
+def r55_root_is_a_file(data: Path, tmp: Path) -> str:
+    (tmp / "VOCtrainval_11-May-2011.tar").write_bytes(b"not extracted yet")
+    return message_of(lambda: protocol_samples(tmp / "VOCtrainval_11-May-2011.tar", "seg11valid"))
+
+
+def r56_unknown_data_check(data: Path, tmp: Path) -> str:
+    return message_of(lambda: tiny_train(str(data), tmp, "data.check=fast", "debug=fast"))
+
+
+def r57_bad_mask_found_before_training(data: Path, tmp: Path) -> str:
+    _, val, _ = protocol_samples(data, "seg11valid")
+    Image.open(val[-1].mask).convert("RGB").save(val[-1].mask)  # the last one an epoch would read
+    message = message_of(lambda: tiny_train(str(data), tmp, "model=fcn32s", "trainer.max_epochs=1"))
+    assert not (tmp / "checkpoints" / "last.ckpt").exists()  # refused before a step was taken
+    return message
 
 
 CASES = {name.split("_")[0].upper(): fn for name, fn in dict(globals()).items() if re.match(r"r\d\d_", name)}

@@ -15,7 +15,7 @@ from torchvision import tv_tensors
 from fcnlab.data.classes import SHAPES_CLASSES, VOC_CLASSES
 from fcnlab.data.sampling import EpochSampler, ShardSampler
 from fcnlab.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform, pad_collate, train_transform
-from fcnlab.data.voc import CHECKS, Sample, check_samples, load_sample, protocol_samples
+from fcnlab.data.voc import Sample, check_samples, load_sample, protocol_samples
 from fcnlab.errors import FCNLabError
 
 
@@ -89,9 +89,7 @@ class SegmentationDataModule(L.LightningDataModule):
         check: str = "headers",
     ) -> None:
         super().__init__()
-        if check not in CHECKS:
-            raise FCNLabError(f"data.check={check}: use headers (the default), full or none")
-        self.check = check
+        self.check = check  # checked by setup(): an error raised here would reach the user wrapped by Hydra
         self.root, self.protocol, self.generate = Path(root), protocol, generate
         self.class_names = list(class_names or (SHAPES_CLASSES if generate is not None else VOC_CLASSES))
         if num_classes is not None and num_classes != len(self.class_names):

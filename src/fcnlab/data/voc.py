@@ -113,7 +113,7 @@ def seg11valid_ids(root: Path) -> list[str]:
 
 def _require(root: Path, year: str) -> tuple[Path, Path]:
     if not root.is_dir():
-        what = "is a file, not a folder" if root.exists() else "does not exist"
+        what = "is a file, not a folder (extract archives first)" if root.exists() else "does not exist"
         raise FCNLabError(
             f"data.root={root} {what}; {EXPECTED_LAYOUT.format(root=root)}; "
             "set data.root=/path/to/that/folder"
