@@ -292,8 +292,17 @@ def r56_unknown_data_check(data: Path, tmp: Path) -> str:
 def r57_bad_mask_found_before_training(data: Path, tmp: Path) -> str:
     _, val, _ = protocol_samples(data, "seg11valid")
     Image.open(val[-1].mask).convert("RGB").save(val[-1].mask)  # the last one an epoch would read
-    message = message_of(lambda: tiny_train(str(data), tmp, "model=fcn32s", "trainer.max_epochs=1"))
-    assert not (tmp / "checkpoints" / "last.ckpt").exists()  # refused before a step was taken
+    steps: list[int] = []
+    real_step = FCNModule.training_step
+
+    def counted(self, batch, batch_idx):
+        steps.append(batch_idx)
+        return real_step(self, batch, batch_idx)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(FCNModule, "training_step", counted)
+        message = message_of(lambda: tiny_train(str(data), tmp, "model=fcn32s", "trainer.max_epochs=1"))
+    assert steps == []  # refused before a step was taken, not when validation reached the file
     return message
 
 
