@@ -458,6 +458,8 @@ def test_bad_files_are_found_before_training_starts(data_copy):
     with pytest.raises(FCNLabError, match=rf"{train[-1].mask.name}: labels are \(5, 5\) but"):
         _setup(data_copy, "headers")
     _setup(data_copy, "none")  # skipped: found only when loaded
+    dm = SegmentationDataModule(str(data_copy), num_workers=0, generate=None)
+    dm.setup("validate")  # evaluation checks the val split only
     with pytest.raises(FCNLabError, match="labels are"):
         load_sample(train[-1])
     _save_gtcls(train[-1].mask, np.zeros(tuple(load_image(train[-1].image).shape[-2:]), np.uint8))

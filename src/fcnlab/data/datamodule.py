@@ -121,7 +121,7 @@ class SegmentationDataModule(L.LightningDataModule):
             return
         train, val, _ = protocol_samples(self.root, self.protocol)
         train, val = train[: self.limit_train], val[: self.limit_val]
-        check_samples([*train, *val], self.check)
+        check_samples(val if stage in ("validate", "test") else [*train, *val], self.check)  # eval: val only
         ids = {"train": [s.id for s in train], "val": [s.id for s in val]}  # the lists actually used
         if self.split_dir is not None:
             self.split_dir.mkdir(parents=True, exist_ok=True)
