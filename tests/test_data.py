@@ -390,7 +390,7 @@ def test_split_list_with_a_utf8_bom(data_copy, tiny_data):
 
 def test_data_root_that_is_a_file(tmp_path):
     (tmp_path / "voc.tar").write_bytes(b"an archive, not yet extracted")
-    with pytest.raises(FCNLabError, match=r"data.root=.*voc.tar is a file, not a folder; expected "):
+    with pytest.raises(FCNLabError, match=r"voc.tar is a file, not a folder \(extract archives first\); "):
         protocol_samples(tmp_path / "voc.tar", "seg11valid")
 
 
