@@ -8,6 +8,7 @@ on disk (a NaN loss keeps the last good checkpoint; a full disk leaves no half-w
 from __future__ import annotations
 
 import errno
+import os
 import re
 import shutil
 import subprocess
@@ -230,6 +231,75 @@ def r26_predict_output_is_the_input(data: Path, tmp: Path) -> str:
 def r27_export_unknown_format(data: Path, tmp: Path) -> str:
     cfg = make_cfg("export", [f"ckpt={tmp}/best.ckpt", "format=tflite"], tmp)
     return message_of(lambda: export(cfg))
+
+
+def _fake_torchfcn(path: Path, *layers: str, shapes: dict | None = None) -> Path:
+    """A file with torchfcn's FCN key layout (tiny tensors: these checks come before any shape)."""
+    keys = ["conv1_1", "conv5_3", "fc6", "fc7", "score_fr", *layers]
+    state = {f"{k}.weight": torch.zeros((shapes or {}).get(k, (1,))) for k in keys}
+    torch.save(state, path)
+    return path
+
+
+def r80_imagenet_caffe_missing(data: Path, tmp: Path) -> str:
+    from fcnlab.models import create_model
+
+    saved = os.environ.get("TORCH_HOME")
+    os.environ["TORCH_HOME"] = str(tmp / "torch")
+    try:
+        return message_of(lambda: create_model("fcn32s", backbone="vgg16", pretrained="imagenet_caffe"))
+    finally:
+        os.environ.pop("TORCH_HOME") if saved is None else os.environ.__setitem__("TORCH_HOME", saved)
+
+
+def r81_imagenet_caffe_other_backbone(data: Path, tmp: Path) -> str:
+    from fcnlab.models import create_model
+
+    return message_of(lambda: create_model("fcn32s", backbone="vgg16_tiny", pretrained="imagenet_caffe"))
+
+
+def r82_unknown_input_space(data: Path, tmp: Path) -> str:
+    return message_of(lambda: tiny_train(str(data), tmp, "model.input_space=bgr", "debug=fast"))
+
+
+def r83_input_space_contradicts_the_weights(data: Path, tmp: Path) -> str:
+    return message_of(
+        lambda: tiny_train(
+            str(data), tmp, "model.pretrained=imagenet_caffe", "model.input_space=torchvision", "debug=fast"
+        )
+    )
+
+
+def r84_ckpt_of_no_known_kind(data: Path, tmp: Path) -> str:
+    classifier = tmp / "vgg_classifier.pth"
+    torch.save(VGGClassifier(vgg16_tiny_spec()).state_dict(), classifier)
+    return message_of(lambda: load_module(str(classifier)))
+
+
+def r85_at_once_name_on_fcn16s_weights(data: Path, tmp: Path) -> str:
+    path = _fake_torchfcn(tmp / "fcn16s_from_caffe.pth", "score_pool4", "upscore2", "upscore16")
+    return message_of(lambda: load_module(str(path), name="fcn8s_atonce"))
+
+
+def r86_learned_upsampling_into_a_fixed_one(data: Path, tmp: Path) -> str:
+    from fcnlab.models import create_model, load_staged
+
+    shapes = {"upscore2": (21, 21, 4, 4)}
+    path = _fake_torchfcn(tmp / "fcn16s_from_caffe.pth", "score_pool4", "upscore2", shapes=shapes)
+    net = create_model("fcn8s", backbone="vgg16_tiny", learn_upsampling=False, width_divisor=8, pool5_size=3)
+    return message_of(lambda: load_staged(net, path))
+
+
+def r87_verify_voc_without_nets(data: Path, tmp: Path) -> str:
+    import contextlib
+    import io
+
+    from fcnlab.verify import main as verify_main
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        assert verify_main(["--voc", str(data), "--weights", str(tmp)]) == 2
+    return err.getvalue().strip().removeprefix("error: ")
 
 
 CASES = {name.split("_")[0].upper(): fn for name, fn in dict(globals()).items() if re.match(r"r\d\d_", name)}

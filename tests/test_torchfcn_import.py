@@ -74,7 +74,7 @@ def test_imported_nets_equal_torchfcn_at_three_sizes(variant, tmp_path):
         print(f"{variant} {h}x{w}: max |fcnlab - torchfcn| = {diff:.3g} (logit scale {scale:.3g})")
         assert got.shape == expected.shape == (1, 21, h, w)
         assert scale > 1e-2  # random weights that leave real signal, not all-zero logits
-        assert diff <= 1e-5 * max(1.0, scale)
+        assert diff <= 2e-5 * max(1.0, scale)  # float32 rounding, relative to the logits
 
 
 def test_variant_is_read_from_the_keys_and_model_name_picks_at_once(tmp_path):
