@@ -17,9 +17,11 @@ from fcnlab.eval import evaluate
 from fcnlab.models import create_model
 from fcnlab.models.weights import VGG16_CAFFE_FILE, imagenet_weights_path
 from fcnlab.predict import predict
-from fcnlab.train import model_kwargs
+from fcnlab.train import model_kwargs, train
 from fcnlab.training import FCNModule, load_module
 from test_predict import make_cfg, tiny_checkpoint
+from test_train import make_cfg as train_cfg
+from test_train import tiny_overrides
 
 TINY = {"name": "fcn8s", "num_classes": 21, "backbone": "vgg16_tiny", "geometry": "efficient"}
 TINY_KW = {"width_divisor": 8, "pool5_size": 3}
@@ -130,3 +132,26 @@ def test_imagenet_caffe_loads_the_caffe_vgg16_from_torch_home(tmp_path, monkeypa
     assert torch.equal(own["backbone.features.28.bias"], state["features.28.bias"])
     assert torch.equal(own["backbone.fc.fc6.weight"], state["classifier.0.weight"].view(4096, 512, 7, 7))
     assert torch.equal(own["backbone.fc.fc7.weight"], state["classifier.3.weight"].view(4096, 4096, 1, 1))
+
+
+@pytest.mark.parametrize(("experiment", "pretrained", "space"), [
+    ("table2_voc_heavy", "imagenet_caffe", "caffe"),  # its lrs were tuned for Caffe's 0-255 BGR input
+    ("table2_voc", "imagenet", "torchvision"),
+])  # fmt: skip
+def test_voc_presets_pick_the_weights_and_so_the_input_space(experiment, pretrained, space, tmp_path):
+    for model in ("fcn32s", "fcn16s", "fcn8s", "fcn8s_atonce"):
+        cfg = train_cfg("table2", [f"experiment={experiment}", f"model={model}"], tmp_path)
+        assert (cfg.model.pretrained, cfg.model.input_space) == (pretrained, "auto")
+        assert resolve_input_space(cfg.model.input_space, cfg.model.pretrained).name == space
+
+
+def test_training_from_a_caffe_space_net_stays_in_it(tmp_path, tiny_data):
+    """init_from a caffe-space checkpoint: auto follows it into the data, the new checkpoint and eval."""
+    parent = saved_module(tmp_path / "parent.ckpt", "caffe")
+    extra = ["model=fcn8s", f"init_from={parent}", "trainer.max_epochs=1"]
+    extra += ["trainer.limit_train_batches=2", "trainer.limit_val_batches=2"]
+    results = train(train_cfg("train", tiny_overrides(tiny_data, *extra), tmp_path / "run"))
+    assert results["status"] == "ok" and results["input_space"] == "caffe"
+    saved = torch.load(results["best_checkpoint"], map_location="cpu", weights_only=True)
+    assert saved["hyper_parameters"]["input_space"]["name"] == "caffe"
+    assert load_module(results["best_checkpoint"]).input_space == INPUT_SPACES["caffe"]

@@ -6,8 +6,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 from torch import nn
 
 from fcnlab.bench.peers import import_torchfcn
@@ -16,6 +18,7 @@ from fcnlab.errors import FCNLabError
 from fcnlab.eval import evaluate
 from fcnlab.models import create_model, load_staged
 from fcnlab.models.weights import TORCHFCN_FILES, read_checkpoint, stored_input_space
+from fcnlab.predict import predict
 from fcnlab.training import load_module
 from fcnlab.verify import main as verify_main
 from test_predict import make_cfg
@@ -112,8 +115,8 @@ def test_a_torchfcn_net_starts_staged_training(tmp_path):
 
 
 @pytest.mark.slow
-def test_fcnlab_eval_scores_a_torchfcn_file_with_caffe_input(tmp_path, tiny_data):
-    _, path = torchfcn_file(tmp_path / "w", "fcn32s")
+def test_fcnlab_eval_and_predict_take_a_torchfcn_file_with_caffe_input(tmp_path, tiny_data):
+    peer, path = torchfcn_file(tmp_path / "w", "fcn32s")
     cfg = make_cfg(
         "eval",
         [f"ckpt={path}", "data=voc_sbd", f"data.root={tiny_data}", "data.num_workers=0"],
@@ -124,6 +127,17 @@ def test_fcnlab_eval_scores_a_torchfcn_file_with_caffe_input(tmp_path, tiny_data
     assert set(result["metrics"]) == {"pixel_acc", "mean_acc", "mean_iu", "fw_iu"}
     assert all(0.0 <= v <= 1.0 for v in result["metrics"].values())
     assert (tmp_path / "job" / "eval.json").is_file()
+
+    image = next(Path(tiny_data, "VOCdevkit", "VOC2011", "JPEGImages").glob("*.jpg"))
+    record = predict(
+        make_cfg("predict", [f"ckpt={path}", f"input={image}", f"output={tmp_path / 'p'}"], tmp_path)
+    )
+    assert record["input_space"]["name"] == "caffe" and not record["errors"]
+    rgb = torch.from_numpy(np.asarray(Image.open(image).convert("RGB")).copy()).permute(2, 0, 1)
+    bgr = rgb.flip(0).float() - torch.tensor([104.00699, 116.66877, 122.67892]).view(3, 1, 1)
+    with torch.inference_mode():
+        expected = peer(bgr[None])[0].argmax(0).numpy()  # torchfcn's own net, Caffe input by hand
+    assert (np.asarray(Image.open(tmp_path / "p" / f"{image.stem}.png")) == expected).mean() > 0.999
 
 
 @pytest.mark.slow
