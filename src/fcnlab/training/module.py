@@ -147,8 +147,8 @@ class FCNModule(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
-def load_module(checkpoint: str, map_location: str = "cpu", name: str | None = None) -> FCNModule:
-    """An ``FCNModule`` from a checkpoint, for evaluation, prediction or export (one read of the file).
+def load_module(checkpoint: str, name: str | None = None) -> FCNModule:
+    """An ``FCNModule`` on the CPU from a checkpoint, for evaluation, prediction or export (one read).
 
     An fcnlab training checkpoint: its stored model options are reused with ``pretrained=None`` (the
     checkpoint holds every weight, so the backbone's original weights file need not exist any more),
@@ -175,8 +175,17 @@ def load_module(checkpoint: str, map_location: str = "cpu", name: str | None = N
                 "mean": list(data["mean"]),
                 "std": list(data["std"]),
             }
+    stored = hparams["model"].get("name")
+    if name not in (None, "", "null") and name != stored:
+        raise FCNLabError(
+            f"ckpt={checkpoint} holds an fcnlab {stored}; model.name={name} only names the net of a "
+            "torchfcn file, drop it"
+        )
     module = FCNModule(**{**hparams, "model": {**hparams["model"], "pretrained": None}})
-    module.load_state_dict({f"model.{k}": v for k, v in ckpt.state.items()})
+    state = ckpt.state
+    if not any(k.startswith("model.") for k in state):  # the reader strips FCNModule's prefix
+        state = {f"model.{k}": v for k, v in state.items()}
+    module.load_state_dict(state)
     module.train_git_sha = ckpt.info.get("git_sha", "unknown")
     return module
 
