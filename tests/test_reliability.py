@@ -302,6 +302,14 @@ def r87_verify_voc_without_nets(data: Path, tmp: Path) -> str:
     return err.getvalue().strip().removeprefix("error: ")
 
 
+def r88_model_name_on_an_fcnlab_checkpoint(data: Path, tmp: Path) -> str:
+    model = {"name": "fcn8s", "backbone": "vgg16_tiny", "width_divisor": 8, "pool5_size": 3}
+    module = FCNModule(model=model)
+    ckpt = tmp / "best.ckpt"
+    torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}, ckpt)
+    return message_of(lambda: load_module(str(ckpt), name="fcn8s_atonce"))
+
+
 CASES = {name.split("_")[0].upper(): fn for name, fn in dict(globals()).items() if re.match(r"r\d\d_", name)}
 
 
