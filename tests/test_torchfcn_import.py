@@ -80,6 +80,7 @@ def test_imported_nets_equal_torchfcn_at_three_sizes(variant, tmp_path):
         assert diff <= 2e-5 * max(1.0, scale)  # float32 rounding, relative to the logits
 
 
+@pytest.mark.slow
 def test_variant_is_read_from_the_keys_and_model_name_picks_at_once(tmp_path):
     torchfcn()
     for variant in ("fcn32s", "fcn16s", "fcn8s"):
@@ -93,6 +94,7 @@ def test_variant_is_read_from_the_keys_and_model_name_picks_at_once(tmp_path):
         load_module(str(path), name="fcn8s_atonce")
 
 
+@pytest.mark.slow
 def test_a_torchfcn_net_starts_staged_training(tmp_path):
     """init_from=<torchfcn fcn16s file> into fcnlab's FCN-8s: every shared tensor copied."""
     torchfcn()
