@@ -6,8 +6,13 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 SEEDS  ?= 1
 SWEEP_DIR ?= results/runs/table2_$(shell date +%Y%m%d_%H%M%S)
 SEED_LIST := $(shell seq -s, 0 $$(( $(SEEDS) - 1 )))
+# torchfcn 1.9.7, the peer implementation: make test compares fcnlab with it on the same weights
+# (never skipped under CI=true), make bench times both. --no-deps: its own pins are for old torch.
+PEERS  := $(VENV)/.peers-torchfcn-1.9.7
+VOC    ?=
+WEIGHTS ?=
 
-.PHONY: help install test test-fast lint reproduce-table2 report bench clean
+.PHONY: help install peers test test-fast lint reproduce-table2 report bench verify-voc clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,10 +24,17 @@ help:  ## list the targets
 
 install: $(STAMP)  ## create .venv and install fcnlab with its pinned dependencies
 
+$(PEERS): $(STAMP)
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[bench]'
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps torchfcn==1.9.7
+	@touch $@
+
+peers: $(PEERS)  ## the bench extra and torchfcn==1.9.7 (--no-deps), for make test and make bench
+
 lint: $(STAMP)  ## ruff over src/ and tests/
 	$(VENV)/bin/ruff check .
 
-test: lint  ## lint, then the whole test suite (slow end-to-end tests included)
+test: lint $(PEERS)  ## lint, then the whole test suite (slow end-to-end tests and torchfcn comparisons included)
 	$(PY) -m pytest
 
 test-fast: $(STAMP)  ## the test suite without the slow end-to-end runs
@@ -42,11 +54,12 @@ reproduce-table2: $(STAMP)  ## Table 2 on the embedded default (SEEDS=3 for mean
 report: $(STAMP)  ## rebuild results/table2.* from a finished sweep: make report SWEEP_DIR=results/runs/...
 	$(VENV)/bin/fcnlab-report $(SWEEP_DIR) --out results
 
-bench: $(STAMP)  ## FCN-32s/16s/8s vs torchfcn and this CPU's peak -> results/bench.json (BENCH_ARGS=--quick)
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[bench]'
-	$(PY) -m pip install -q --disable-pip-version-check --no-deps torchfcn==1.9.7 \
-	  || echo "torchfcn==1.9.7 did not install: the bench measures fcnlab alone"
+bench: $(PEERS)  ## FCN-32s/16s/8s vs torchfcn and this CPU's peak -> results/bench.json (BENCH_ARGS=--quick)
 	$(PY) -m fcnlab.bench $(BENCH_ARGS)
+
+verify-voc: $(STAMP)  ## the release's nets on your seg11valid vs their published scores: make verify-voc VOC=/data/voc [WEIGHTS=dir]
+	@test -n "$(VOC)" || { echo "error: VOC= is empty; make verify-voc VOC=/path/holding/VOCdevkit_and_benchmark_RELEASE"; exit 2; }
+	$(PY) -m fcnlab.verify --voc "$(VOC)" $(if $(WEIGHTS),--weights "$(WEIGHTS)") $(VERIFY_ARGS)
 
 clean:  ## remove generated data, runs and results (keeps .venv)
 	rm -rf data outputs multirun results/runs lightning_logs wandb .pytest_cache

@@ -17,7 +17,8 @@ from torchvision import tv_tensors
 from conftest import TINY_DATA
 from fcnlab.data import SegmentationDataModule, protocol_samples, seg11valid_ids, synthetic
 from fcnlab.data.classes import VOID
-from fcnlab.data.transforms import RandomScale, pad_collate, train_transform
+from fcnlab.data.input_space import CAFFE_MEAN_BGR, INPUT_SPACES, InputSpace, get_input_space
+from fcnlab.data.transforms import RandomScale, eval_transform, pad_collate, train_transform
 from fcnlab.data.voc import (
     check_sample,
     check_samples,
@@ -163,7 +164,8 @@ def test_crop_flip_keep_image_and_mask_aligned():
     # Every pixel's value encodes its label, so any misalignment shows.
     labels = torch.randint(0, 21, (37, 53), dtype=torch.uint8)
     image = (labels * 10).expand(3, -1, -1).clone()
-    tf = train_transform(crop_size=64, scale_range=None, hflip=True, mean=(0, 0, 0), std=(1, 1, 1))
+    identity = InputSpace("identity", "RGB", 1 / 255, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+    tf = train_transform(crop_size=64, scale_range=None, hflip=True, input_space=identity)
     torch.manual_seed(0)
     for _ in range(10):
         img, mask = tf(tv_tensors.Image(image), tv_tensors.Mask(labels))
@@ -171,6 +173,38 @@ def test_crop_flip_keep_image_and_mask_aligned():
         valid = mask != VOID
         assert valid.sum() == 37 * 53  # padding is void, nothing else is
         assert torch.allclose(img[0][valid] * 255, (mask[valid] * 10).float(), atol=1e-3)
+
+
+def test_input_spaces_map_a_known_pixel_to_the_expected_values():
+    pixel = torch.tensor([200, 100, 50], dtype=torch.uint8).view(3, 1, 1)  # R, G, B
+    tv = eval_transform("torchvision")(tv_tensors.Image(pixel)).as_subclass(torch.Tensor).flatten()
+    expected_tv = [(200 / 255 - 0.485) / 0.229, (100 / 255 - 0.456) / 0.224, (50 / 255 - 0.406) / 0.225]
+    assert torch.allclose(tv, torch.tensor(expected_tv), atol=1e-5)
+    caffe = eval_transform("caffe")(tv_tensors.Image(pixel)).as_subclass(torch.Tensor).flatten()
+    # BGR order, 0-255, Caffe's mean pixel (BGR) subtracted, no std
+    expected_caffe = [50 - CAFFE_MEAN_BGR[0], 100 - CAFFE_MEAN_BGR[1], 200 - CAFFE_MEAN_BGR[2]]
+    assert torch.allclose(caffe, torch.tensor(expected_caffe), atol=1e-4)
+    for space in INPUT_SPACES.values():  # the display inverse gives the pixel back, RGB
+        assert torch.equal(space.to_rgb(space.normalize(pixel)), pixel)
+    assert get_input_space(INPUT_SPACES["caffe"].as_dict()) == INPUT_SPACES["caffe"]
+    assert get_input_space(None) == INPUT_SPACES["torchvision"]  # checkpoints from before spaces
+
+
+@pytest.mark.parametrize("space", sorted(INPUT_SPACES))
+def test_crop_padding_is_the_mean_pixel_in_each_space(space):
+    # A mid-grey 20x30 image cropped to 48: the padding must be 0 after normalisation (the mean
+    # pixel), not black; masks pad with void.
+    image = torch.full((3, 20, 30), 128, dtype=torch.uint8)
+    labels = torch.ones(20, 30, dtype=torch.uint8)
+    tf = train_transform(crop_size=48, scale_range=(0.9, 1.1), hflip=True, input_space=space)
+    torch.manual_seed(0)
+    img, mask = tf(tv_tensors.Image(image), tv_tensors.Mask(labels))
+    pad = mask == VOID
+    assert img.dtype == torch.float32 and pad.any() and (~pad).any()
+    assert torch.equal(img[:, pad], torch.zeros_like(img[:, pad]))
+    inside = INPUT_SPACES[space].normalize(image[:, :1, :1]).flatten()
+    assert torch.allclose(img[:, ~pad].mean(1), inside, atol=1e-4)  # the image itself is normalised
+    assert not torch.allclose(inside, torch.zeros(3), atol=1e-2)
 
 
 def test_random_scale_resizes_masks_with_nearest_labels():

@@ -58,7 +58,7 @@ def test_onnx_matches_torch_at_any_size(case, checkpoints, tmp_path, capsys):
     model = load_module(str(ckpt)).model.eval()
     for shape in [(1, 3, 1, 1), (3, 3, 33, 17)]:  # beyond the export's own checks: 1x1 and a batch of 3
         pixels = torch.randint(0, 256, shape, dtype=torch.uint8)
-        x = normalize(pixels, sidecar["input"]["mean"], sidecar["input"]["std"])
+        x = normalize(pixels, sidecar["input"]["input_space"])
         with torch.inference_mode():
             expected = model(x).numpy()
         got = session.run(["logits"], {"image": x.numpy()})[0]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import re
 import shutil
 import subprocess
@@ -304,6 +305,81 @@ def r57_bad_mask_found_before_training(data: Path, tmp: Path) -> str:
         message = message_of(lambda: tiny_train(str(data), tmp, "model=fcn32s", "trainer.max_epochs=1"))
     assert steps == []  # refused before a step was taken, not when validation reached the file
     return message
+def _fake_torchfcn(path: Path, *layers: str, shapes: dict | None = None) -> Path:
+    """A file with torchfcn's FCN key layout (tiny tensors: these checks come before any shape)."""
+    keys = ["conv1_1", "conv5_3", "fc6", "fc7", "score_fr", *layers]
+    state = {f"{k}.weight": torch.zeros((shapes or {}).get(k, (1,))) for k in keys}
+    torch.save(state, path)
+    return path
+
+
+def r80_imagenet_caffe_missing(data: Path, tmp: Path) -> str:
+    from fcnlab.models import create_model
+
+    saved = os.environ.get("TORCH_HOME")
+    os.environ["TORCH_HOME"] = str(tmp / "torch")
+    try:
+        return message_of(lambda: create_model("fcn32s", backbone="vgg16", pretrained="imagenet_caffe"))
+    finally:
+        os.environ.pop("TORCH_HOME") if saved is None else os.environ.__setitem__("TORCH_HOME", saved)
+
+
+def r81_imagenet_caffe_other_backbone(data: Path, tmp: Path) -> str:
+    from fcnlab.models import create_model
+
+    return message_of(lambda: create_model("fcn32s", backbone="vgg16_tiny", pretrained="imagenet_caffe"))
+
+
+def r82_unknown_input_space(data: Path, tmp: Path) -> str:
+    return message_of(lambda: tiny_train(str(data), tmp, "model.input_space=bgr", "debug=fast"))
+
+
+def r83_input_space_contradicts_the_weights(data: Path, tmp: Path) -> str:
+    return message_of(
+        lambda: tiny_train(
+            str(data), tmp, "model.pretrained=imagenet_caffe", "model.input_space=torchvision", "debug=fast"
+        )
+    )
+
+
+def r84_ckpt_of_no_known_kind(data: Path, tmp: Path) -> str:
+    classifier = tmp / "vgg_classifier.pth"
+    torch.save(VGGClassifier(vgg16_tiny_spec()).state_dict(), classifier)
+    return message_of(lambda: load_module(str(classifier)))
+
+
+def r85_at_once_name_on_fcn16s_weights(data: Path, tmp: Path) -> str:
+    path = _fake_torchfcn(tmp / "fcn16s_from_caffe.pth", "score_pool4", "upscore2", "upscore16")
+    return message_of(lambda: load_module(str(path), name="fcn8s_atonce"))
+
+
+def r86_learned_upsampling_into_a_fixed_one(data: Path, tmp: Path) -> str:
+    from fcnlab.models import create_model, load_staged
+
+    shapes = {"upscore2": (21, 21, 4, 4)}
+    path = _fake_torchfcn(tmp / "fcn16s_from_caffe.pth", "score_pool4", "upscore2", shapes=shapes)
+    net = create_model("fcn8s", backbone="vgg16_tiny", learn_upsampling=False, width_divisor=8, pool5_size=3)
+    return message_of(lambda: load_staged(net, path))
+
+
+def r87_verify_voc_without_nets(data: Path, tmp: Path) -> str:
+    import contextlib
+    import io
+
+    from fcnlab.verify import main as verify_main
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        assert verify_main(["--voc", str(data), "--weights", str(tmp)]) == 2
+    return err.getvalue().strip().removeprefix("error: ")
+
+
+def r88_model_name_on_an_fcnlab_checkpoint(data: Path, tmp: Path) -> str:
+    model = {"name": "fcn8s", "backbone": "vgg16_tiny", "width_divisor": 8, "pool5_size": 3}
+    module = FCNModule(model=model)
+    ckpt = tmp / "best.ckpt"
+    torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}, ckpt)
+    return message_of(lambda: load_module(str(ckpt), name="fcn8s_atonce"))
 
 
 CASES = {name.split("_")[0].upper(): fn for name, fn in dict(globals()).items() if re.match(r"r\d\d_", name)}

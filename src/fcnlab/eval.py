@@ -1,7 +1,10 @@
 """``fcnlab-eval ckpt=<checkpoint> [data=...]``: evaluate a trained FCN on a protocol's val split.
 
 Prints pixel accuracy, mean accuracy, mean IU, frequency-weighted IU and per-class IU as a table
-(one confusion matrix over the whole split, as training's validation).
+(one confusion matrix over the whole split, as training's validation). The data is fed in the
+checkpoint's input space (stored in it; caffe for a torchfcn file), whatever the data config says.
+A torchfcn FCN state dict (``fcn8s_from_caffe.pth`` …) is evaluated as it is; ``model.name=fcn8s_atonce``
+names the at-once net, whose keys are FCN-8s's.
 """
 
 from __future__ import annotations
@@ -25,8 +28,9 @@ def evaluate(cfg: DictConfig) -> dict:
     from fcnlab.training import load_module
 
     torch.set_flush_denormal(True)
-    module = load_module(cfg.ckpt)
-    datamodule = instantiate(cfg.data, _convert_="all")
+    module = load_module(cfg.ckpt, name=cfg.model.get("name"))
+    # The net's own input space, never the data config's: a model is not fed another input.
+    datamodule = instantiate(cfg.data, _convert_="all", input_space=module.input_space.as_dict())
     if module.model.num_classes != datamodule.num_classes:
         raise FCNLabError(
             f"ckpt={cfg.ckpt} predicts {module.model.num_classes} classes, data has "
@@ -38,6 +42,8 @@ def evaluate(cfg: DictConfig) -> dict:
     scores = module.last_scores
     result = {
         "ckpt": str(cfg.ckpt),
+        "model": module.model.name,
+        "input_space": module.input_space.name,
         "metrics": scores.as_dict(),
         "per_class_iu": dict(zip(datamodule.class_names, scores.per_class_iu, strict=False)),
     }

@@ -1,11 +1,13 @@
 """``fcnlab-export ckpt=<checkpoint> [format=onnx] [output=<file.onnx or folder>]``: a verified ONNX model.
 
-The graph takes ``image``, float32 ``(N, 3, H, W)`` normalised as evaluation does (RGB / 255, then
-``(x - mean) / std``), and returns ``logits``, float32 ``(N, C, H, W)``; N, H and W are dynamic.
+The graph takes ``image``, float32 ``(N, 3, H, W)`` in the checkpoint's input space, as evaluation
+feeds it (torchvision: RGB / 255, then ``(x - mean) / std``; caffe: BGR, 0–255, minus the mean
+pixel; the sidecar says which, with channel order, scale, mean and std), and returns ``logits``,
+float32 ``(N, C, H, W)``; N, H and W are dynamic.
 Right after export, onnxruntime runs the file on ``check_sizes`` (odd sizes and a batch of 2 by
 default) and the largest ``|onnx - torch|`` is printed per size; above ``tolerance`` × the logit
 scale the file is deleted and the command exits with status 2. A JSON sidecar ``<output>.json``
-records classes, normalisation, opset, the differences measured, the checkpoint and the git shas.
+records classes, input space, opset, the differences measured, the checkpoint and the git shas.
 
 Exporter: ``dynamo`` (``torch.export``, the default) traces sizes symbolically, so the skip fusions'
 ``min()`` over two cropped maps stays a computation on the input size. The older TorchScript
@@ -32,8 +34,9 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from fcnlab.data.input_space import InputSpace
 from fcnlab.errors import FCNLabError
-from fcnlab.predict import checkpoint_info, normalize, one_line
+from fcnlab.predict import normalize, one_line
 from fcnlab.runinfo import git_sha, write_json
 from fcnlab.train import CONF_DIR
 
@@ -161,8 +164,7 @@ def verify_onnx(
     path: Path,
     sizes: list[tuple[int, int, int]],
     tolerance: float,
-    mean: tuple[float, ...],
-    std: tuple[float, ...],
+    space: InputSpace,
     exporter: str,
 ) -> list[dict]:
     """Run the file with onnxruntime and PyTorch on random images of each size; raise on any disagreement."""
@@ -176,7 +178,7 @@ def verify_onnx(
     for n, h, w in sizes:
         shape = f"{n}x3x{h}x{w}"
         pixels = torch.randint(0, 256, (n, 3, h, w), dtype=torch.uint8, generator=generator)
-        x = normalize(pixels, mean, std)
+        x = normalize(pixels, space)
         with torch.inference_mode():
             expected = model(x).numpy()
         try:
@@ -221,9 +223,9 @@ def export(cfg: DictConfig) -> dict:
 
     target = output_path(str(cfg.ckpt), cfg.get("output"))
     torch.set_flush_denormal(True)
-    module = load_module(str(cfg.ckpt))
+    module = load_module(str(cfg.ckpt), name=cfg.get("model", {}).get("name"))
     model = module.model.eval()
-    info = checkpoint_info(str(cfg.ckpt))
+    space = module.input_space
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -236,7 +238,7 @@ def export(cfg: DictConfig) -> dict:
             raise FCNLabError(
                 f"exporter={exporter} could not export {model.name}: {type(e).__name__}: {one_line(e)[:200]}"
             ) from None
-        checks = verify_onnx(model, tmp, sizes, float(cfg.tolerance), info["mean"], info["std"], exporter)
+        checks = verify_onnx(model, tmp, sizes, float(cfg.tolerance), space, exporter)
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
@@ -248,9 +250,12 @@ def export(cfg: DictConfig) -> dict:
             "name": INPUT_NAME,
             "shape": ["batch", 3, "height", "width"],
             "dtype": "float32",
-            "normalisation": "RGB / 255, then (x - mean) / std per channel",
-            "mean": list(info["mean"]),
-            "std": list(info["std"]),
+            "input_space": space.name,
+            "channel_order": space.channels,
+            "scale": space.scale,
+            "normalisation": space.describe(),
+            "mean": list(space.mean),
+            "std": list(space.std),
         },
         "output": {"name": OUTPUT_NAME, "shape": ["batch", model.num_classes, "height", "width"]},
         "model": model.name,
@@ -264,7 +269,7 @@ def export(cfg: DictConfig) -> dict:
         "checks": checks,
         "max_abs_diff": max(c["max_abs_diff"] for c in checks),
         "source_ckpt": str(Path(str(cfg.ckpt)).resolve()),
-        "train_git_sha": info["train_git_sha"],
+        "train_git_sha": getattr(module, "train_git_sha", "unknown"),
         "export_git_sha": git_sha(),
         "versions": {
             "torch": torch.__version__,

@@ -9,7 +9,7 @@ cannot be read (corrupt, truncated, over ``max_pixels``) is reported on stderr a
 overwritten: an output folder that is the input's folder, or any output path equal to an input,
 is refused before anything is written. Every PNG is written to a temporary name and renamed, so a
 killed run never leaves a half-written mask. Images go through the network one at a time at their
-own size, normalised exactly as the evaluation transform does.
+own size, in the checkpoint's input space, exactly as the evaluation transform feeds them.
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ from omegaconf import DictConfig
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from fcnlab.data.classes import voc_palette
-from fcnlab.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform
+from fcnlab.data.input_space import InputSpace
+from fcnlab.data.transforms import eval_transform
 from fcnlab.data.voc import rgb_pixels
 from fcnlab.errors import FCNLabError
 from fcnlab.runinfo import write_json
@@ -45,30 +46,11 @@ def one_line(error: BaseException) -> str:
     return lines[-1].removeprefix("fcnlab.errors.FCNLabError: ")
 
 
-def checkpoint_info(ckpt: str | os.PathLike) -> dict:
-    """The run's ``data.mean``/``std`` (ImageNet's by default) and git sha; weights are mmapped, not read."""
-    saved: object = {}
-    for mmap in (True, False):  # mmap needs the zip format; older files still load without it
-        try:
-            saved = torch.load(ckpt, map_location="cpu", weights_only=False, mmap=mmap)
-            break
-        except Exception:
-            continue
-    info = saved.get("fcnlab", {}) if isinstance(saved, dict) else {}
-    info = info if isinstance(info, dict) else {}
-    data = (info.get("config") or {}).get("data") or {}
-    return {
-        "mean": tuple(float(v) for v in data.get("mean") or IMAGENET_MEAN),
-        "std": tuple(float(v) for v in data.get("std") or IMAGENET_STD),
-        "train_git_sha": info.get("git_sha", "unknown"),
-    }
-
-
-def normalize(images: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
+def normalize(images: torch.Tensor, space: str | dict | InputSpace | None) -> torch.Tensor:
     """uint8 RGB ``(..., 3, H, W)`` to the float input the net was evaluated on (``eval_transform``)."""
     from torchvision import tv_tensors
 
-    return eval_transform(mean, std)(tv_tensors.Image(images)).as_subclass(torch.Tensor)
+    return eval_transform(space)(tv_tensors.Image(images)).as_subclass(torch.Tensor)
 
 
 def list_inputs(source: Path) -> tuple[list[Path], int]:
@@ -179,12 +161,11 @@ def read_image(path: Path, max_pixels: int) -> torch.Tensor:
 def segment(
     model: torch.nn.Module,
     image: torch.Tensor,
-    mean: tuple[float, ...],
-    std: tuple[float, ...],
+    space: InputSpace,
     device: torch.device,
 ) -> torch.Tensor:
     """(H, W) uint8 class indices for one (3, H, W) uint8 image, at the image's own size."""
-    x = normalize(image, mean, std).unsqueeze(0).to(device)
+    x = normalize(image, space).unsqueeze(0).to(device)
     with torch.inference_mode():
         logits = model(x)
     if tuple(logits.shape[-2:]) != tuple(image.shape[-2:]):  # the FCN crops to the input; never expected
@@ -229,11 +210,11 @@ def predict(cfg: DictConfig, report: Callable[[str], None] = _stderr) -> dict:
     plan = plan_outputs(source, inputs, output)
     device = resolve_device(cfg.device)
     torch.set_flush_denormal(True)
-    module = load_module(str(cfg.ckpt))
+    module = load_module(str(cfg.ckpt), name=cfg.get("model", {}).get("name"))
     num_classes = module.model.num_classes
     if num_classes > 255:
         raise FCNLabError(f"ckpt={cfg.ckpt}: {num_classes} classes do not fit a palette PNG (at most 255)")
-    info = checkpoint_info(str(cfg.ckpt))
+    space = module.input_space
     model = module.model.eval().to(device)
     palette = voc_palette()
     try:
@@ -249,7 +230,7 @@ def predict(cfg: DictConfig, report: Callable[[str], None] = _stderr) -> dict:
         try:
             image = read_image(src, max_pixels)
             t1 = time.perf_counter()
-            labels = segment(model, image, info["mean"], info["std"], device)
+            labels = segment(model, image, space, device)
         except FCNLabError as e:
             errors.append(one_line(e))
             report(errors[-1])
@@ -295,8 +276,9 @@ def predict(cfg: DictConfig, report: Callable[[str], None] = _stderr) -> dict:
         "device": str(device),
         "num_classes": num_classes,
         "class_names": list(module.class_names),
-        "mean": list(info["mean"]),
-        "std": list(info["std"]),
+        "input_space": space.as_dict(),
+        "mean": list(space.mean),
+        "std": list(space.std),
         "images": done,
         "errors": errors,
         "ignored_files": ignored,

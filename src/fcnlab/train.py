@@ -57,13 +57,14 @@ OmegaConf.register_new_resolver("fcnlab_rank_suffix", rank_suffix, replace=True)
 
 
 def model_kwargs(model_cfg: DictConfig | dict) -> dict:
-    """``create_model`` keywords from the ``model`` config group (drops the report-only ``variant``)."""
+    """``create_model`` keywords from the ``model`` config group (drops the report-only ``variant`` and
+    ``input_space``, which goes to the data and the checkpoint instead)."""
     cfg = (
         OmegaConf.to_container(model_cfg, resolve=True)
         if isinstance(model_cfg, DictConfig)
         else dict(model_cfg)
     )
-    for key in ("variant", "parent", "stages"):  # sweep bookkeeping, not model options
+    for key in ("variant", "parent", "stages", "input_space"):  # sweep bookkeeping, data-side options
         cfg.pop(key, None)
     extra = cfg.pop("backbone_kwargs", None) or {}
     return {**cfg, **extra}
@@ -155,7 +156,9 @@ def train(cfg: DictConfig) -> dict:
     """Fit, then re-validate the best checkpoint; returns (and writes) the results record."""
     from hydra.utils import instantiate
 
+    from fcnlab.data.input_space import resolve_input_space
     from fcnlab.models import load_staged
+    from fcnlab.models.weights import read_checkpoint, stored_input_space
     from fcnlab.training import FCNModule
     from fcnlab.training.callbacks import progress_callbacks
 
@@ -176,7 +179,12 @@ def train(cfg: DictConfig) -> dict:
         log.info("resuming from %s", ckpt_path)
     ensure_pretrained(cfg)
 
-    datamodule = instantiate(cfg.data, _convert_="all")
+    parent = read_checkpoint(cfg.init_from, "init_from") if cfg.init_from else None
+    parent_space = stored_input_space(parent) if parent is not None else None
+    space = resolve_input_space(
+        cfg.model.get("input_space"), cfg.model.pretrained, parent_space["name"] if parent_space else None
+    )
+    datamodule = instantiate(cfg.data, _convert_="all", input_space=space.name)
     module = FCNModule(
         model=model_kwargs(cfg.model),
         optimizer=instantiate(cfg.optimizer),
@@ -185,11 +193,12 @@ def train(cfg: DictConfig) -> dict:
         bias_lr_mult=cfg.loss.bias_lr_mult,
         class_names=datamodule.class_names,
         seed=cfg.seed,
+        input_space=space.as_dict(),
     )
     if not any(p.requires_grad for p in module.model.parameters()):
         raise FCNLabError(f"model.freeze_backbone=true leaves {cfg.model.name} nothing to train")
-    if cfg.init_from:
-        fresh = load_staged(module.model, cfg.init_from)
+    if parent is not None:
+        fresh = load_staged(module.model, parent)
         log.info("initialised from %s; new layers: %s", cfg.init_from, ", ".join(fresh) or "none")
     job_cfg = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])  # "hydra" is there under compose()
     module.run_info = {"config": OmegaConf.to_container(job_cfg, resolve=True), "git_sha": git_sha()}
@@ -221,6 +230,7 @@ def train(cfg: DictConfig) -> dict:
         "init_from": cfg.init_from,
         "resumed_from": ckpt_path,
         "pretrained": cfg.model.pretrained,
+        "input_space": space.name,
         "best_checkpoint": best,
         "epochs": trainer.current_epoch,
         "steps": trainer.global_step,

@@ -13,8 +13,9 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import tv_tensors
 
 from fcnlab.data.classes import SHAPES_CLASSES, VOC_CLASSES
+from fcnlab.data.input_space import InputSpace, get_input_space
 from fcnlab.data.sampling import EpochSampler, ShardSampler
-from fcnlab.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform, pad_collate, train_transform
+from fcnlab.data.transforms import eval_transform, pad_collate, train_transform
 from fcnlab.data.voc import Sample, check_samples, load_sample, protocol_samples
 from fcnlab.errors import FCNLabError
 
@@ -65,6 +66,8 @@ class SegmentationDataModule(L.LightningDataModule):
     bad file stops the run at once with the message loading it would give, not epochs later:
     ``headers`` (default: headers, modes, palettes, sizes, SBD's small ``.mat`` files), ``full`` (decode
     everything) or ``none`` (see :func:`fcnlab.data.voc.check_sample`).
+    ``input_space`` (``fcnlab.data.input_space``) is the model's: ``fcnlab-train`` resolves it from
+    ``model.input_space`` and the weights, ``fcnlab-eval`` takes it from the checkpoint.
     """
 
     def __init__(
@@ -79,8 +82,7 @@ class SegmentationDataModule(L.LightningDataModule):
         batch_size: int = 1,
         val_batch_size: int = 1,
         num_workers: int | None = None,
-        mean: tuple[float, ...] = IMAGENET_MEAN,
-        std: tuple[float, ...] = IMAGENET_STD,
+        input_space: str | dict | InputSpace | None = "torchvision",
         seed: int = 0,
         split_dir: str | None = None,
         limit_train: int | None = None,
@@ -99,7 +101,7 @@ class SegmentationDataModule(L.LightningDataModule):
         self.crop_size, self.scale_range, self.hflip = crop_size, scale_range, hflip
         self.batch_size, self.val_batch_size = batch_size, val_batch_size
         self.num_workers = default_num_workers() if num_workers is None else num_workers
-        self.mean, self.std, self.seed = tuple(mean), tuple(std), seed
+        self.input_space, self.seed = get_input_space(input_space), seed
         self.split_dir = Path(split_dir) if split_dir else None
         self.limit_train, self.limit_val = limit_train, limit_val
         self.train_set: SegmentationDataset | None = None
@@ -132,9 +134,9 @@ class SegmentationDataModule(L.LightningDataModule):
             )
             for key, name in names.items():
                 (self.split_dir / f"{name}.txt").write_text("\n".join(ids[key]) + "\n")
-        tf = train_transform(self.crop_size, self.scale_range, self.hflip, self.mean, self.std)
+        tf = train_transform(self.crop_size, self.scale_range, self.hflip, self.input_space)
         self.train_set = SegmentationDataset(train, tf)
-        self.val_set = SegmentationDataset(val, eval_transform(self.mean, self.std))
+        self.val_set = SegmentationDataset(val, eval_transform(self.input_space))
 
     def _current_epoch(self) -> int:
         return self.trainer.current_epoch if self.trainer is not None else 0

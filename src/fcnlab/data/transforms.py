@@ -1,5 +1,7 @@
 """Paired (image, mask) transforms on torchvision v2 ``tv_tensors``: masks resize with nearest
-neighbour and pad with the void label, so padding is never scored."""
+neighbour and pad with the void label, so padding is never scored. Images are put into the weights'
+input space (``fcnlab.data.input_space``) before they are cropped, so crop padding is 0 there: the
+mean pixel, in either space."""
 
 from __future__ import annotations
 
@@ -9,10 +11,16 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
 from fcnlab.data.classes import VOID
+from fcnlab.data.input_space import IMAGENET_MEAN, IMAGENET_STD, InputSpace, get_input_space
 
-# torchvision's ImageNet statistics, which its VGG16 weights (and our tiny pretraining) assume.
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "ToInputSpace",
+    "eval_transform",
+    "pad_collate",
+    "train_transform",
+]
 
 
 class RandomScale(v2.Transform):
@@ -31,43 +39,47 @@ class RandomScale(v2.Transform):
         return TF.resize(inpt, params["size"], antialias=True)
 
 
-def _finish(mean, std) -> list:
-    return [
-        v2.ToDtype(
-            {tv_tensors.Image: torch.float32, tv_tensors.Mask: torch.int64, "others": None}, scale=True
-        ),
-        v2.Normalize(mean, std),
-    ]
+class ToInputSpace(v2.Transform):
+    """uint8 RGB image → float32 in ``space`` (see ``InputSpace.normalize``); masks → int64."""
+
+    def __init__(self, space: str | dict | InputSpace | None) -> None:
+        super().__init__()
+        self.space = get_input_space(space)
+
+    def transform(self, inpt, params: dict):
+        if isinstance(inpt, tv_tensors.Mask):
+            return tv_tensors.wrap(inpt.as_subclass(torch.Tensor).to(torch.int64), like=inpt)
+        if isinstance(inpt, tv_tensors.Image):
+            return tv_tensors.wrap(self.space.normalize(inpt.as_subclass(torch.Tensor)), like=inpt)
+        return inpt
 
 
 def train_transform(
     crop_size: int | None,
     scale_range: tuple[float, float] | None = None,
     hflip: bool = True,
-    mean: tuple[float, ...] = IMAGENET_MEAN,
-    std: tuple[float, ...] = IMAGENET_STD,
+    input_space: str | dict | InputSpace | None = "torchvision",
 ) -> v2.Compose:
-    """Optional random scale, random crop (padded with 0 / void), optional flip, normalise."""
+    """Optional random scale, normalise, random crop (padded with 0 = the mean / void), optional flip."""
     steps: list = []
     if scale_range is not None:
         steps.append(RandomScale(tuple(scale_range)))
+    steps.append(ToInputSpace(input_space))
     if crop_size is not None:
-        fill = {tv_tensors.Image: 0, tv_tensors.Mask: VOID}
+        fill = {tv_tensors.Image: 0.0, tv_tensors.Mask: VOID}
         steps.append(v2.RandomCrop(crop_size, pad_if_needed=True, fill=fill))
     if hflip:
         steps.append(v2.RandomHorizontalFlip())
-    return v2.Compose(steps + _finish(mean, std))
+    return v2.Compose(steps)
 
 
-def eval_transform(
-    mean: tuple[float, ...] = IMAGENET_MEAN, std: tuple[float, ...] = IMAGENET_STD
-) -> v2.Compose:
-    """Whole image at native size, normalised."""
-    return v2.Compose(_finish(mean, std))
+def eval_transform(input_space: str | dict | InputSpace | None = "torchvision") -> v2.Compose:
+    """Whole image at native size, in the weights' input space."""
+    return v2.Compose([ToInputSpace(input_space)])
 
 
 def pad_collate(batch: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Stack images of different sizes: pad bottom/right with 0 (images) and void (masks)."""
+    """Stack images of different sizes: pad bottom/right with 0 (the mean, normalised) and void (masks)."""
     h = max(img.shape[-2] for img, _ in batch)
     w = max(img.shape[-1] for img, _ in batch)
     images = torch.zeros(len(batch), batch[0][0].shape[0], h, w, dtype=batch[0][0].dtype)

@@ -55,10 +55,12 @@ def create_model(
 ) -> nn.Module:
     """Build a registered FCN (see ``list_models()``).
 
-    ``pretrained``: None (random init), "imagenet" (torchvision's VGG16 file, local only) or a path to
-    a VGG16-layout classifier state dict. ``freeze_backbone`` leaves only the layers after fc7
-    trainable (FCN-32s-fixed). ``learn_upsampling`` trains the 2× upsamplings inside 16s/8s (the
-    paper) or keeps them bilinear (the reference release). Extra keywords go to the backbone, e.g.
+    ``pretrained``: None (random init), "imagenet" (torchvision's VGG16 file, local only),
+    "imagenet_caffe" (torchfcn's Caffe-converted VGG16, local only; its input space is caffe, see
+    ``fcnlab.data.input_space``) or a path to a VGG16-layout classifier state dict.
+    ``freeze_backbone`` leaves only the layers after fc7 trainable (FCN-32s-fixed).
+    ``learn_upsampling`` trains the 2× upsamplings inside 16s/8s (the paper) or keeps them bilinear
+    (the reference release). Extra keywords go to the backbone, e.g.
     ``width_divisor`` for ``vgg16_tiny``.
     """
     build = model_builder(name)

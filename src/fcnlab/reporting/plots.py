@@ -132,14 +132,14 @@ def figure4(records: list[dict], path: Path, num_images: int = 4) -> bool:
     # Prefer images with several classes: the differences between strides show on small objects.
     samples = sorted(val[:40], key=lambda s: -len(load_sample(s)[1].unique()))[:num_images]
     modules = {v: load_module(chosen[v]["best_checkpoint"]).eval() for v in ("fcn32s", "fcn16s", "fcn8s")}
-    palette, tf = voc_palette(), eval_transform()
+    palette = voc_palette()
     fig, axes = plt.subplots(len(samples), 5, figsize=(11, 2.3 * len(samples)), squeeze=False)
     for i, sample in enumerate(samples):
         image, mask = load_sample(sample)
-        x, _ = tf(tv_tensors.Image(image), tv_tensors.Mask(mask))
         panels = [image.permute(1, 2, 0).numpy(), palette[mask.numpy()]]
         with torch.inference_mode():
-            for module in modules.values():
+            for module in modules.values():  # each net in its own checkpoint's input space
+                x = eval_transform(module.input_space)(tv_tensors.Image(image))
                 panels.append(palette[module(x.as_subclass(torch.Tensor)[None]).argmax(1)[0].numpy()])
         for ax, panel, title in zip(
             axes[i], panels, ["image", "ground truth", "FCN-32s", "FCN-16s", "FCN-8s"], strict=True

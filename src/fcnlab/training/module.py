@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 from torchmetrics.classification import MulticlassConfusionMatrix
 
-from fcnlab.data.classes import VOID
+from fcnlab.data.classes import VOC_CLASSES, VOID
+from fcnlab.data.input_space import get_input_space
 from fcnlab.data.sampling import EPOCH_STRIDE
 from fcnlab.errors import FCNLabError
 from fcnlab.evaluation import SegmentationScores, segmentation_scores
@@ -28,6 +29,8 @@ class FCNModule(L.LightningModule):
 
     ``loss_normalize=False`` sums the loss over pixels, as the reference release does with batch 1
     and momentum 0.99 (and tiny learning rates); ``True`` averages over labelled pixels.
+    ``input_space`` (a name or ``InputSpace.as_dict()``; None: torchvision) is the input the weights
+    expect; it is saved with the hyperparameters, so every checkpoint says how to feed its net.
     """
 
     def __init__(
@@ -39,9 +42,12 @@ class FCNModule(L.LightningModule):
         bias_lr_mult: float = 2.0,
         class_names: list[str] | None = None,
         seed: int = 0,
+        input_space: str | dict | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["optimizer", "scheduler"])
+        self.input_space = get_input_space(input_space)
+        self.save_hyperparameters(ignore=["optimizer", "scheduler", "input_space"])
+        self.hparams["input_space"] = self.input_space.as_dict()
         self.model = create_model(**model)
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.loss_normalize, self.bias_lr_mult, self.seed = loss_normalize, bias_lr_mult, seed
@@ -141,25 +147,85 @@ class FCNModule(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
-def load_module(checkpoint: str, map_location: str = "cpu") -> FCNModule:
-    """An ``FCNModule`` from a training checkpoint, for evaluation or prediction (one read of the file).
+def load_module(checkpoint: str, name: str | None = None) -> FCNModule:
+    """An ``FCNModule`` on the CPU from a checkpoint, for evaluation, prediction or export (one read).
 
-    The stored model options are reused with ``pretrained=None``: the checkpoint holds every weight,
-    so the backbone's original weights file need not exist any more.
+    An fcnlab training checkpoint: its stored model options are reused with ``pretrained=None`` (the
+    checkpoint holds every weight, so the backbone's original weights file need not exist any more),
+    with its stored input space (torchvision for checkpoints from before input spaces were stored).
+    A torchfcn FCN state dict (the reference release's nets): the variant its layers hold (``name``
+    picks fcn8s_atonce for FCN-8s keys), VGG16 faithful geometry, the Caffe input space.
     """
-    from pathlib import Path
+    from fcnlab.models.weights import read_checkpoint
 
-    if not Path(checkpoint).is_file():
-        raise FCNLabError(f"ckpt={checkpoint}: no such file; check the path")
-    try:  # our own training checkpoints: they pickle the run's hyperparameters
-        saved = torch.load(checkpoint, map_location=map_location, weights_only=False)
-    except Exception as e:  # torch raises several types for truncated or foreign files
+    ckpt = read_checkpoint(checkpoint, "ckpt")
+    if ckpt.format == "torchfcn":
+        return _torchfcn_module(ckpt, name)
+    if ckpt.format != "fcnlab":
         raise FCNLabError(
-            f"ckpt={checkpoint}: not a readable checkpoint ({type(e).__name__}); truncated?"
-        ) from None
-    hparams = saved.get("hyper_parameters", {}) if isinstance(saved, dict) else {}
-    if "model" not in hparams or "state_dict" not in saved:
-        raise FCNLabError(f"ckpt={checkpoint}: not an fcnlab training checkpoint (no model options stored)")
+            f"ckpt={checkpoint}: neither an fcnlab training checkpoint (no model options stored) nor a "
+            "torchfcn FCN state dict (conv1_1 … fc7, score_fr)"
+        )
+    hparams = dict(ckpt.hparams)
+    if "input_space" not in hparams:
+        data = (ckpt.info.get("config") or {}).get("data") or {}
+        if data.get("mean") and data.get("std"):  # a run that overrode the torchvision statistics
+            hparams["input_space"] = {
+                **get_input_space("torchvision").as_dict(),
+                "mean": list(data["mean"]),
+                "std": list(data["std"]),
+            }
+    stored = hparams["model"].get("name")
+    if name not in (None, "", "null") and name != stored:
+        raise FCNLabError(
+            f"ckpt={checkpoint} holds an fcnlab {stored}; model.name={name} only names the net of a "
+            "torchfcn file, drop it"
+        )
     module = FCNModule(**{**hparams, "model": {**hparams["model"], "pretrained": None}})
-    module.load_state_dict(saved["state_dict"])
+    state = ckpt.state
+    if not any(k.startswith("model.") for k in state):  # the reader strips FCNModule's prefix
+        state = {f"model.{k}": v for k, v in state.items()}
+    module.load_state_dict(state)
+    module.train_git_sha = ckpt.info.get("git_sha", "unknown")
+    return module
+
+
+def _torchfcn_module(ckpt, name: str | None) -> FCNModule:
+    from fcnlab.models.upsample import BilinearUpsample
+    from fcnlab.models.weights import fit_upsampling, is_bilinear
+
+    variant = ckpt.variant
+    name = variant if name in (None, "", "null") else str(name)
+    if name != variant and (variant, name) != ("fcn8s", "fcn8s_atonce"):
+        raise FCNLabError(
+            f"ckpt={ckpt.path}: its layers hold a torchfcn {variant}, not {name}; drop model.name "
+            "(model.name=fcn8s_atonce applies to FCN-8s weights only)"
+        )
+    state = ckpt.state
+    num_classes = int(state["score_fr.weight"].shape[0])
+    skips = [k for k in state if k.startswith("fusions.") and k.endswith("deconv.weight")]
+    options = {
+        "name": name,
+        "num_classes": num_classes,
+        "backbone": "vgg16",
+        "geometry": "faithful",
+        "pretrained": None,
+        "learn_upsampling": not all(is_bilinear(state[k]) for k in skips),
+    }
+    classes = VOC_CLASSES if num_classes == len(VOC_CLASSES) else None
+    module = FCNModule(model=options, class_names=classes, input_space="caffe")
+    net = module.model
+    final = state.get("upscore.deconv.weight")
+    if final is not None and not is_bilinear(final):  # a learned final upsampling: hold it as such
+        net.upscore = BilinearUpsample(num_classes, net.output_stride, learnable=True)
+    own = net.state_dict()
+    state = fit_upsampling(state, own, name, str(ckpt.path), "ckpt")
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as e:
+        detail = str(e).strip().splitlines()[-1].strip()
+        raise FCNLabError(
+            f"ckpt={ckpt.path}: torchfcn {variant} weights do not fit VGG16 ({detail[:160]})"
+        ) from None
+    module.train_git_sha = "torchfcn"
     return module

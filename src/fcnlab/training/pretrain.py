@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader
 from torchvision import datasets
 from torchvision.transforms import v2
 
-from fcnlab.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from fcnlab.data.input_space import IMAGENET_MEAN, IMAGENET_STD
 from fcnlab.models.vgg import BACKBONES, VGGClassifier, fold_batchnorm
 
 log = logging.getLogger(__name__)

@@ -22,7 +22,7 @@ from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.trainer.states import TrainerFn
 
 from fcnlab.data.classes import VOID
-from fcnlab.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from fcnlab.data.input_space import get_input_space
 
 log = logging.getLogger("fcnlab.train")
 
@@ -241,8 +241,7 @@ class WandbMediaCallback(Callback):
 
         labels = {i: n for i, n in enumerate(names)} | {VOID: "void"}
         dm = trainer.datamodule
-        mean = torch.tensor(getattr(dm, "mean", IMAGENET_MEAN)).view(-1, 1, 1)
-        std = torch.tensor(getattr(dm, "std", IMAGENET_STD)).view(-1, 1, 1)
+        space = get_input_space(getattr(dm, "input_space", None))
         samples = self._val_samples(trainer)
         was_training = pl_module.training
         pl_module.eval()
@@ -252,7 +251,7 @@ class WandbMediaCallback(Callback):
                 batch = trainer.precision_plugin.convert_input(image[None].to(pl_module.device))
                 with torch.no_grad(), trainer.precision_plugin.forward_context():
                     pred = pl_module(batch).argmax(1)[0].cpu().numpy().astype(np.uint8)
-                rgb = ((image.float() * std + mean).clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+                rgb = space.to_rgb(image).permute(1, 2, 0).numpy()
                 shown.append((rgb, mask.numpy().astype(np.uint8), pred))
         finally:
             pl_module.train(was_training)
