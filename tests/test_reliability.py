@@ -305,6 +305,8 @@ def r57_bad_mask_found_before_training(data: Path, tmp: Path) -> str:
         message = message_of(lambda: tiny_train(str(data), tmp, "model=fcn32s", "trainer.max_epochs=1"))
     assert steps == []  # refused before a step was taken, not when validation reached the file
     return message
+
+
 def _fake_torchfcn(path: Path, *layers: str, shapes: dict | None = None) -> Path:
     """A file with torchfcn's FCN key layout (tiny tensors: these checks come before any shape)."""
     keys = ["conv1_1", "conv5_3", "fc6", "fc7", "score_fr", *layers]
