@@ -1,14 +1,13 @@
-"""What a run records about itself: git sha, library versions, hardware; and atomic file writes."""
+"""What a run records about itself: git sha, library versions, hardware."""
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import subprocess
 from pathlib import Path
 
-from fcnlab.errors import FCNLabError
+from fcnlab.atomic import write_json  # noqa: F401  (re-exported: callers import it from here)
 
 
 def git_sha(cwd: str | os.PathLike | None = None) -> str:
@@ -57,16 +56,3 @@ def hardware() -> str:
         return f"{torch.cuda.device_count()}x {torch.cuda.get_device_name(0)}"
     cpu = platform.processor() or platform.machine()
     return f"CPU {cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} threads"
-
-
-def write_json(path: str | os.PathLike, data: dict) -> None:
-    """Write JSON atomically: a temp file in the same folder, then rename over the target."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(json.dumps(data, indent=1, default=str) + "\n")
-        os.replace(tmp, path)
-    except OSError as e:  # disk full or read-only: say which file, leave no partial one
-        tmp.unlink(missing_ok=True)
-        raise FCNLabError(f"{path}: cannot write ({e.strerror or e}); free space or fix permissions") from e

@@ -1,0 +1,47 @@
+"""The one way fcnlab writes a file: to a temporary name in the target's folder, then renamed over it.
+
+A killed run, a full disk or a read-only folder never leaves a half-written file under the real name;
+readers see the old file or the new one. Every writer (JSON records, PNGs, figures, tables, ONNX,
+pretrained weights) goes through :func:`atomic_path`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from fcnlab.errors import FCNLabError
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it is renamed to ``path``, on any error removed.
+
+    ``OSError`` (disk full, permissions) becomes one :class:`FCNLabError` line naming ``path``.
+    The temporary name keeps the suffix (``.x.png.1234.tmp.png``) for writers that pick a format by it.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{path.suffix}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        yield tmp
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise FCNLabError(f"{path}: cannot write ({e.strerror or e}); free space or fix permissions") from e
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def write_json(path: str | os.PathLike, data: dict | list) -> None:
+    """JSON (indented, non-JSON values as ``str``), written atomically."""
+    write_text(path, json.dumps(data, indent=1, default=str) + "\n")
