@@ -23,9 +23,13 @@ from test_train import make_cfg, tiny_overrides, train_command
 HELPERS = Path(__file__).parent / "helpers"
 
 
-def train_cmd(data_root: str, tmp_path: Path, *extra: str, multirun: bool = False) -> list[str]:
+def train_cmd(
+    data_root: str, tmp_path: Path, *extra: str, multirun: bool = False, default_loader: bool = False
+) -> list[str]:
     # scheduler=poly: its state must come back too
-    return train_command(data_root, tmp_path, "scheduler=poly", *extra, multirun=multirun)
+    cmd = train_command(data_root, tmp_path, "scheduler=poly", *extra, multirun=multirun)
+    # default_loader: data.num_workers as a user gets it (null: half the cores, persistent workers)
+    return [a for a in cmd if a != "data.num_workers=0"] if default_loader else cmd
 
 
 def start(cmd: list[str], tmp_path: Path) -> subprocess.Popen:
@@ -82,6 +86,7 @@ def test_sigkill_mid_epoch_then_same_command_gives_identical_results(tiny_data, 
         f"hydra.run.dir={killed}",
         f"+callbacks.marker.path={marker}",
         "+callbacks.marker.pause=0.3",
+        default_loader=True,
     )
     proc = start(cmd, tmp_path)
     wait_for(lambda: step_of(marker) >= 9, proc)
@@ -101,6 +106,7 @@ def test_sigkill_mid_epoch_then_same_command_gives_identical_results(tiny_data, 
                 f"hydra.run.dir={clean}",
                 f"+callbacks.marker.path={tmp_path / 'clean_step'}",
                 "+callbacks.marker.pause=0",
+                default_loader=True,
             ),
             tmp_path,
         )
