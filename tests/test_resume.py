@@ -6,6 +6,7 @@ gives the same metrics twice.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -59,6 +60,11 @@ def finish(proc: subprocess.Popen, timeout: float = 300) -> str:
     out, _ = proc.communicate(timeout=timeout)
     assert proc.returncode == 0, out[-3000:]
     return out
+
+
+def csv_rows(run_dir: Path) -> list[dict]:
+    with open(run_dir / "csv" / "metrics.csv", newline="") as file:
+        return list(csv.DictReader(file))
 
 
 def step_of(marker: Path) -> int:
@@ -122,6 +128,11 @@ def test_sigkill_mid_epoch_then_same_command_gives_identical_results(tiny_data, 
     wa = torch.load(killed / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
     wb = torch.load(clean / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
     assert all(torch.equal(wa[k], wb[k]) for k in wb), "final weights differ after resume"
+    # the resumed run's curves keep the epochs before the kill, and the replayed steps appear once
+    rows_a, rows_b = csv_rows(killed), csv_rows(clean)
+    # one validation row per epoch, then the best checkpoint's re-validation after the fit
+    assert [r["epoch"] for r in rows_a if r["val/loss"]] == ["0", "1", "2", "3"]
+    assert rows_a == rows_b
 
 
 @pytest.mark.slow
