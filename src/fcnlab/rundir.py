@@ -125,10 +125,9 @@ def resumable_last(last: Path) -> Path | None:
     saved = read_checkpoint(best) if best.is_file() else None
     if saved is not None and "state_dict" in saved:
         log.warning(
-            "%s: not a readable checkpoint (truncated?); resuming from %s (end of epoch %s) instead",
+            "%s: not a readable checkpoint (truncated?); resuming from %s instead",
             last,
             best,
-            saved.get("epoch", "?"),
         )
         return best
     raise FCNLabError(
