@@ -289,7 +289,7 @@ def test_scalar_option_of_wrong_type_or_range_is_one_line_naming_it(override, op
     cfg = make_cfg("train", [override], tmp_path)
     with pytest.raises(FCNLabError) as info:
         check_config(cfg)
-    assert str(info.value).startswith(f"{override}: ") and "\n" not in str(info.value)
+    assert str(info.value).startswith(f"{option}=") and "\n" not in str(info.value)
 
 
 @pytest.mark.parametrize(
