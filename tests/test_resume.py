@@ -100,6 +100,7 @@ def test_sigkill_mid_epoch_then_same_command_gives_identical_results(tiny_data, 
     proc.wait()
     assert proc.returncode == -signal.SIGKILL
     assert (killed / "checkpoints" / "last.ckpt").is_file() and not (killed / "results.json").exists()
+    assert (killed / ".fcnlab.lock").is_file()  # left by the dead process: the rerun takes it over
 
     resumed = finish(start(cmd, tmp_path))
     assert "resuming from" in resumed

@@ -23,6 +23,18 @@ LOCK_NAME = ".fcnlab.lock"
 _held: dict[str, int] = {}  # resolved folder -> fd of the lock this process holds
 
 
+def _drop_in_child() -> None:
+    # A forked child (a loader worker) shares the lock's open file; closing its copy keeps the lock
+    # the parent's alone, so it goes when the parent dies, even while the child is still exiting.
+    for fd in _held.values():
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _held.clear()
+
+
+os.register_at_fork(after_in_child=_drop_in_child)
+
+
 def _key(out_dir: Path) -> str:
     return str(Path(out_dir).resolve())
 
