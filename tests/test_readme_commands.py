@@ -71,6 +71,7 @@ def assert_clean(output: str) -> None:
     [
         ("-m model=fcn32s,fcn8s seed=0,1", "multirun/train/*/0_fcn32s_seed0"),
         ("-m --config-name lr_search ", "multirun/lr_search/*/trial0"),
+        ("-m hydra/launcher=submitit_local ", "multirun/train/*/0_fcn32s_seed0"),
         ("debug=fast", "outputs/debug/*"),
     ],
 )
