@@ -241,6 +241,16 @@ SHORT = ("model=fcn32s", "trainer.max_epochs=2", "trainer.limit_train_batches=2"
 SHORT += ("trainer.limit_val_batches=2",)
 
 
+def r42_optimizer_option_not_a_number(data: Path, tmp: Path) -> str:
+    return message_of(lambda: tiny_train(str(data), tmp, "optimizer.momentum=abc"))
+
+
+def r43_trainer_option_lightning_refuses(data: Path, tmp: Path) -> str:
+    message = message_of(lambda: tiny_train(str(data), tmp, "trainer.limit_train_batches=-1", "model=fcn32s"))
+    assert not (tmp / "checkpoints").exists()
+    return message
+
+
 def tiny_checkpoints(data: Path, run: Path) -> Path:
     """A finished tiny run in ``run`` (``SHORT``: 2 epochs of 2 batches): its checkpoints folder."""
     tiny_train(str(data), run, *SHORT)

@@ -281,6 +281,8 @@ def test_each_logger_records_the_run(logger, tiny_data, tmp_path, monkeypatch):
         ("data.val_batch_size=0", "data.val_batch_size"),
         ("data.crop_size=0", "data.crop_size"),
         ("data.num_workers=-1", "data.num_workers"),
+        ("optimizer.momentum=abc", "optimizer.momentum"),
+        ("trainer.limit_train_batches=abc", "trainer.limit_train_batches"),
     ],
 )
 def test_scalar_option_of_wrong_type_or_range_is_one_line_naming_it(override, option, tmp_path):

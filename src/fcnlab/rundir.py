@@ -44,8 +44,11 @@ def lock_run_dir(out_dir: Path) -> None:
     key = _key(out_dir)
     if key in _held:
         return
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
-    fd = os.open(Path(out_dir) / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        fd = os.open(Path(out_dir) / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise FCNLabError(f"{out_dir}: cannot write there ({e.strerror}); choose another folder") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:

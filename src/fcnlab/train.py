@@ -109,6 +109,40 @@ def check_scalars(cfg: DictConfig) -> None:
     _whole(cfg, "data.val_batch_size", 1, "a whole number >= 1")
     _whole(cfg, "data.crop_size", 1, "a whole number >= 1 (or null: whole images)", (None,))
     _whole(cfg, "data.num_workers", 0, "a whole number >= 0 (or null: half the cores)", (None,))
+    numeric = [f"{group}.{k}" for group in ("optimizer", "scheduler") for k in (cfg.get(group) or {})]
+    numeric += [f"trainer.{k}" for k in TRAINER_NUMBERS]
+    for key in numeric:
+        value = OmegaConf.select(cfg, key, default=None, throw_on_missing=False)
+        if isinstance(value, str) and not key.rpartition(".")[2].startswith("_"):
+            raise FCNLabError(f"{key}={value}: must be a number")
+
+
+# Trainer options given as numbers (a word there is a typo, not a setting).
+TRAINER_NUMBERS = (
+    "max_steps",
+    "limit_train_batches",
+    "limit_val_batches",
+    "accumulate_grad_batches",
+    "gradient_clip_val",
+    "check_val_every_n_epoch",
+    "log_every_n_steps",
+    "num_sanity_val_steps",
+)
+
+
+def build(what: str, node: DictConfig, **kwargs):
+    """``instantiate(node)``; an argument the target refuses is one line naming the config group."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as e:
+        cause = e.__cause__ if e.__cause__ is not None else e
+        if isinstance(cause, FCNLabError):  # the target's own one-line message
+            raise cause from None
+        first = (str(cause).strip().splitlines() or [type(cause).__name__])[0].rstrip(".")
+        raise FCNLabError(f"{what}: {first[:300]}; check the {what}.* options") from None
 
 
 def _checkpoint_file(key: str, value: str) -> None:
@@ -264,7 +298,7 @@ def _train_in(cfg: DictConfig, out_dir: Path, start: float) -> dict:
         log.info("resuming from %s", ckpt_path)
     ensure_pretrained(cfg)
 
-    datamodule = instantiate(cfg.data, _convert_="all")
+    datamodule = build("data", cfg.data, _convert_="all")
     module = FCNModule(
         model=model_kwargs(cfg.model),
         optimizer=instantiate(cfg.optimizer),
@@ -287,7 +321,7 @@ def _train_in(cfg: DictConfig, out_dir: Path, start: float) -> dict:
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     callbacks += progress_callbacks(cfg.trainer.get("enable_progress_bar", True))  # rich on a tty, else lines
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    trainer: L.Trainer = build("trainer", cfg.trainer, callbacks=callbacks, logger=loggers or False)
     use_job_commands_for_ranks()  # strategy=ddp: ranks re-run this job, not the whole command line
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
 
