@@ -251,6 +251,29 @@ def r43_trainer_option_lightning_refuses(data: Path, tmp: Path) -> str:
     return message
 
 
+def r44_resume_checkpoint_truncated(data: Path, tmp: Path) -> str:
+    ckpt = tmp / "last.ckpt"
+    torch.save({"state_dict": {"weight": torch.zeros(10_000)}, "hyper_parameters": {}}, ckpt)
+    ckpt.write_bytes(ckpt.read_bytes()[:1000])
+    return message_of(lambda: tiny_train(str(data), tmp / "run", f"ckpt_path={ckpt}", "debug=fast"))
+
+
+def r45_resume_checkpoint_not_from_training(data: Path, tmp: Path) -> str:
+    classifier = tmp / "vgg_classifier.pth"
+    torch.save(VGGClassifier(vgg16_tiny_spec()).state_dict(), classifier)
+    return message_of(lambda: tiny_train(str(data), tmp / "run", f"ckpt_path={classifier}", "debug=fast"))
+
+
+def r46_report_on_runs_with_the_same_seed(data: Path, tmp: Path) -> str:
+    from fcnlab.report import build_report
+
+    for job, iu in (("0_fcn8s_seed0", 0.5), ("1_fcn8s_seed0", 0.6)):  # a sweep over optimizer.lr, say
+        fake_job(tmp / "sweep" / job, "fcn8s", 0, mean_iu=iu)
+    with pytest.raises(SystemExit) as info:
+        build_report(tmp / "sweep", tmp / "results")
+    return str(info.value).removeprefix("error: ")
+
+
 def tiny_checkpoints(data: Path, run: Path) -> Path:
     """A finished tiny run in ``run`` (``SHORT``: 2 epochs of 2 batches): its checkpoints folder."""
     tiny_train(str(data), run, *SHORT)

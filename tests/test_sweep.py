@@ -127,14 +127,3 @@ def test_report_skips_and_names_a_damaged_results_file(content, why, tmp_path, c
     assert capsys.readouterr().err.splitlines() == [f"warning: {said}"]
     assert [(r["variant"], r["status"]) for r in rows] == [("fcn32s", "ok"), ("fcn8s", "failed")]
     assert f"- fcn8s: {said}" in (tmp_path / "results" / "table2.md").read_text()
-
-
-def test_report_refuses_jobs_that_are_not_seeds_of_one_sweep(tmp_path):
-    from test_reliability import fake_job
-
-    sweep = tmp_path / "sweep"
-    for job, iu in (("0_fcn8s_seed0", 0.5), ("1_fcn8s_seed0", 0.6)):  # e.g. a sweep over optimizer.lr
-        fake_job(sweep / job, "fcn8s", 0, mean_iu=iu)
-    with pytest.raises(SystemExit, match=r"are both fcn8s seed 0; the report averages seeds"):
-        build_report(sweep, tmp_path / "results")
-    assert not (tmp_path / "results").exists()
