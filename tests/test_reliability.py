@@ -7,11 +7,15 @@ on disk (a NaN loss keeps the last good checkpoint; a full disk leaves no half-w
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import io
+import json
 import logging
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -232,6 +236,189 @@ def r26_predict_output_is_the_input(data: Path, tmp: Path) -> str:
 
 def r27_export_unknown_format(data: Path, tmp: Path) -> str:
     cfg = make_cfg("export", [f"ckpt={tmp}/best.ckpt", "format=tflite"], tmp)
+    return message_of(lambda: export(cfg))
+
+
+SHORT = ("model=fcn32s", "trainer.max_epochs=2", "trainer.limit_train_batches=2")
+SHORT += ("trainer.limit_val_batches=2",)
+
+
+def r42_optimizer_option_not_a_number(data: Path, tmp: Path) -> str:
+    return message_of(lambda: tiny_train(str(data), tmp, "optimizer.momentum=abc"))
+
+
+def r43_trainer_option_lightning_refuses(data: Path, tmp: Path) -> str:
+    message = message_of(lambda: tiny_train(str(data), tmp, "trainer.limit_train_batches=-1", "model=fcn32s"))
+    assert not (tmp / "checkpoints").exists()
+    return message
+
+
+def r44_resume_checkpoint_truncated(data: Path, tmp: Path) -> str:
+    ckpt = tmp / "last.ckpt"
+    torch.save({"state_dict": {"weight": torch.zeros(10_000)}, "hyper_parameters": {}}, ckpt)
+    ckpt.write_bytes(ckpt.read_bytes()[:1000])
+    return message_of(lambda: tiny_train(str(data), tmp / "run", f"ckpt_path={ckpt}", "debug=fast"))
+
+
+def r45_resume_checkpoint_not_from_training(data: Path, tmp: Path) -> str:
+    classifier = tmp / "vgg_classifier.pth"
+    torch.save(VGGClassifier(vgg16_tiny_spec()).state_dict(), classifier)
+    return message_of(lambda: tiny_train(str(data), tmp / "run", f"ckpt_path={classifier}", "debug=fast"))
+
+
+def r46_report_on_runs_with_the_same_seed(data: Path, tmp: Path) -> str:
+    from fcnlab.report import build_report
+
+    for job, iu in (("0_fcn8s_seed0", 0.5), ("1_fcn8s_seed0", 0.6)):  # a sweep over optimizer.lr, say
+        fake_job(tmp / "sweep" / job, "fcn8s", 0, mean_iu=iu)
+    with pytest.raises(SystemExit) as info:
+        build_report(tmp / "sweep", tmp / "results")
+    return str(info.value).removeprefix("error: ")
+
+
+def tiny_checkpoints(data: Path, run: Path) -> Path:
+    """A finished tiny run in ``run`` (``SHORT``: 2 epochs of 2 batches): its checkpoints folder."""
+    tiny_train(str(data), run, *SHORT)
+    return run / "checkpoints"
+
+
+def r28_zero_epochs(data: Path, tmp: Path) -> str:
+    return message_of(lambda: tiny_train(str(data), tmp, "trainer.max_epochs=0"))
+
+
+def r29_learning_rate_not_a_number(data: Path, tmp: Path) -> str:
+    return message_of(lambda: tiny_train(str(data), tmp, "optimizer.lr=abc"))
+
+
+def r30_seed_not_a_number(data: Path, tmp: Path) -> str:
+    return message_of(lambda: tiny_train(str(data), tmp, "seed=abc"))
+
+
+def r31_epochs_not_a_number(data: Path, tmp: Path) -> str:
+    return message_of(lambda: tiny_train(str(data), tmp, "trainer.max_epochs=abc"))
+
+
+def r32_batch_size_zero(data: Path, tmp: Path) -> str:
+    return message_of(lambda: tiny_train(str(data), tmp, "data.batch_size=0"))
+
+
+def r33_crop_size_zero(data: Path, tmp: Path) -> str:
+    return message_of(lambda: tiny_train(str(data), tmp, "data.crop_size=0"))
+
+
+def r34_resume_checkpoint_of_another_model(data: Path, tmp: Path) -> str:
+    last = tiny_checkpoints(data, tmp / "a") / "last.ckpt"
+    return message_of(lambda: tiny_train(str(data), tmp / "b", "model=fcn8s", f"ckpt_path={last}"))
+
+
+def r35_init_from_a_folder(data: Path, tmp: Path) -> str:
+    tiny_checkpoints(data, tmp / "run")
+    message = message_of(lambda: tiny_train(str(data), tmp / "b", "model=fcn16s", f"init_from={tmp}/run"))
+    assert not (tmp / "b").exists()
+    return message
+
+
+def r36_second_process_on_one_run_dir(data: Path, tmp: Path) -> str:
+    from test_resume import start, step_of, wait_for
+
+    marker = tmp / "step"
+    args = [
+        *tiny_overrides(str(data), "model=fcn32s", "trainer.max_epochs=1"),
+        f"hydra.run.dir={tmp}/run",
+        "+callbacks.marker._target_=step_marker.StepMarker",
+        f"+callbacks.marker.path={marker}",
+        "+callbacks.marker.pause=30",  # the first run sits in its first step meanwhile
+    ]
+    first = start([sys.executable, "-m", "fcnlab.train", f"paths.root_dir={tmp}", *args], tmp)
+    try:
+        wait_for(lambda: step_of(marker) >= 0, first)
+        before = sorted(p.name for p in (tmp / "run").iterdir())
+        second = subprocess.run(
+            [sys.executable, "-m", "fcnlab.train", f"paths.root_dir={tmp}", *args],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=tmp,
+        )
+        assert second.returncode == 2 and "Traceback" not in second.stderr
+        line = next(x for x in second.stderr.splitlines() if x.startswith("error: ")).removeprefix("error: ")
+        assert f"(pid {first.pid})" in line and first.poll() is None  # the first one runs on, alone
+        assert sorted(p.name for p in (tmp / "run").iterdir()) == before  # the refused one wrote nothing
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+    return line.replace(f"(pid {first.pid})", "(pid <pid>)")
+
+
+def r37_truncated_last_checkpoint(data: Path, tmp: Path) -> str:
+    checkpoints = tiny_checkpoints(data, tmp)
+    (tmp / "results.json").unlink()  # as if killed after its last checkpoint
+    last = checkpoints / "last.ckpt"
+    last.write_bytes(last.read_bytes()[:5000])
+    with pytest.MonkeyPatch.context() as patch:
+        said = []
+        patch.setattr("fcnlab.rundir.log.warning", lambda fmt, *args: said.append(fmt % args))
+        results = tiny_train(str(data), tmp, *SHORT)  # the same command again
+    assert results["status"] == "ok" and results["resumed_from"] == str(checkpoints / "best.ckpt")
+    assert len(said) == 1
+    return said[0]
+
+
+def r38_truncated_last_checkpoint_and_no_best(data: Path, tmp: Path) -> str:
+    checkpoints = tiny_checkpoints(data, tmp)
+    (tmp / "results.json").unlink()
+    for name in ("last.ckpt", "best.ckpt"):
+        (checkpoints / name).write_bytes((checkpoints / name).read_bytes()[:5000])
+    return message_of(lambda: tiny_train(str(data), tmp, *SHORT))
+
+
+def fake_job(job: Path, variant: str, seed: int, mode: str = "MULTIRUN", mean_iu: float = 0.5) -> None:
+    """A job folder as fcnlab-train leaves it, for the report (which reads only these files)."""
+    (job / ".hydra").mkdir(parents=True)
+    (job / ".hydra" / "hydra.yaml").write_text(f"hydra:\n  runtime:\n    cwd: /\n  mode: {mode}\n")
+    metrics = {"pixel_acc": 0.8, "mean_acc": 0.6, "mean_iu": mean_iu, "fw_iu": 0.7}
+    record = {"variant": variant, "model": variant, "seed": seed, "status": "ok", "metrics": metrics}
+    record.update(per_class_iu={"background": 0.8, "shape": mean_iu}, epochs=2, wall_seconds=3.0)
+    (job / "results.json").write_text(json.dumps(record))
+
+
+def r39_report_on_single_runs(data: Path, tmp: Path) -> str:
+    from fcnlab.report import build_report
+
+    for name, iu in (("run_a", 0.5), ("run_b", 0.6)):
+        fake_job(tmp / "outputs" / "train" / name, "fcn8s", 0, mode="RUN", mean_iu=iu)
+    with pytest.raises(SystemExit) as info:
+        build_report(tmp / "outputs" / "train", tmp / "results")
+    assert not (tmp / "results").exists()
+    return str(info.value).removeprefix("error: ")
+
+
+def r40_report_skips_a_damaged_results_file(data: Path, tmp: Path) -> str:
+    from fcnlab.report import build_report
+
+    fake_job(tmp / "sweep" / "fcn32s_seed0", "fcn32s", 0)
+    fake_job(tmp / "sweep" / "fcn8s_seed0", "fcn8s", 0)
+    (tmp / "sweep" / "fcn8s_seed0" / "results.json").write_text('{"variant": "fcn8s", "met')  # cut short
+    said = io.StringIO()
+    with contextlib.redirect_stderr(said):
+        rows = build_report(tmp / "sweep", tmp / "results")
+    assert [(r["variant"], r["status"]) for r in rows] == [("fcn32s", "ok"), ("fcn8s", "failed")]
+    assert "fcn8s_seed0/results.json: not a results record" in (tmp / "results" / "table2.md").read_text()
+    lines = said.getvalue().splitlines()
+    assert len(lines) == 1
+    return lines[0].removeprefix("warning: ")
+
+
+def r41_export_into_a_read_only_folder(data: Path, tmp: Path) -> str:
+    # /sys takes no new files, not even from root (whom a chmod would not stop); the checkpoint named
+    # here does not exist: the output is checked first, before anything is loaded or exported.
+    try:
+        Path("/sys/.fcnlab-probe").write_bytes(b"")
+        Path("/sys/.fcnlab-probe").unlink()
+        pytest.skip("/sys is writable here")
+    except PermissionError:
+        pass
+    cfg = make_cfg("export", [f"ckpt={tmp}/best.ckpt", "output=/sys"], tmp)
     return message_of(lambda: export(cfg))
 
 

@@ -6,6 +6,7 @@ gives the same metrics twice.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -23,9 +24,13 @@ from test_train import make_cfg, tiny_overrides, train_command
 HELPERS = Path(__file__).parent / "helpers"
 
 
-def train_cmd(data_root: str, tmp_path: Path, *extra: str, multirun: bool = False) -> list[str]:
+def train_cmd(
+    data_root: str, tmp_path: Path, *extra: str, multirun: bool = False, default_loader: bool = False
+) -> list[str]:
     # scheduler=poly: its state must come back too
-    return train_command(data_root, tmp_path, "scheduler=poly", *extra, multirun=multirun)
+    cmd = train_command(data_root, tmp_path, "scheduler=poly", *extra, multirun=multirun)
+    # default_loader: data.num_workers as a user gets it (null: half the cores, persistent workers)
+    return [a for a in cmd if a != "data.num_workers=0"] if default_loader else cmd
 
 
 def start(cmd: list[str], tmp_path: Path) -> subprocess.Popen:
@@ -57,6 +62,11 @@ def finish(proc: subprocess.Popen, timeout: float = 300) -> str:
     return out
 
 
+def csv_rows(run_dir: Path) -> list[dict]:
+    with open(run_dir / "csv" / "metrics.csv", newline="") as file:
+        return list(csv.DictReader(file))
+
+
 def step_of(marker: Path) -> int:
     try:
         return int(marker.read_text())
@@ -82,6 +92,7 @@ def test_sigkill_mid_epoch_then_same_command_gives_identical_results(tiny_data, 
         f"hydra.run.dir={killed}",
         f"+callbacks.marker.path={marker}",
         "+callbacks.marker.pause=0.3",
+        default_loader=True,
     )
     proc = start(cmd, tmp_path)
     wait_for(lambda: step_of(marker) >= 9, proc)
@@ -89,6 +100,7 @@ def test_sigkill_mid_epoch_then_same_command_gives_identical_results(tiny_data, 
     proc.wait()
     assert proc.returncode == -signal.SIGKILL
     assert (killed / "checkpoints" / "last.ckpt").is_file() and not (killed / "results.json").exists()
+    assert (killed / ".fcnlab.lock").is_file()  # left by the dead process: the rerun takes it over
 
     resumed = finish(start(cmd, tmp_path))
     assert "resuming from" in resumed
@@ -101,6 +113,7 @@ def test_sigkill_mid_epoch_then_same_command_gives_identical_results(tiny_data, 
                 f"hydra.run.dir={clean}",
                 f"+callbacks.marker.path={tmp_path / 'clean_step'}",
                 "+callbacks.marker.pause=0",
+                default_loader=True,
             ),
             tmp_path,
         )
@@ -116,6 +129,11 @@ def test_sigkill_mid_epoch_then_same_command_gives_identical_results(tiny_data, 
     wa = torch.load(killed / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
     wb = torch.load(clean / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
     assert all(torch.equal(wa[k], wb[k]) for k in wb), "final weights differ after resume"
+    # the resumed run's curves keep the epochs before the kill, and the replayed steps appear once
+    rows_a, rows_b = csv_rows(killed), csv_rows(clean)
+    # one validation row per epoch, then the best checkpoint's re-validation after the fit
+    assert [r["epoch"] for r in rows_a if r["val/loss"]] == ["0", "1", "2", "3"]
+    assert rows_a == rows_b
 
 
 @pytest.mark.slow

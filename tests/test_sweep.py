@@ -104,3 +104,26 @@ def test_optuna_lr_search_runs_two_trials_and_reports_the_best(tiny_data, tmp_pa
     best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
     assert best["best_value"] == pytest.approx(max(t["metrics"]["mean_iu"] for t in trials))
     assert set(best["best_params"]) == {"optimizer.lr", "optimizer.weight_decay"}
+
+
+@pytest.mark.parametrize(
+    ("content", "why"),
+    [
+        ("not json at all", "invalid JSON"),
+        ("[1, 2]", "a JSON list, not an object"),
+        ('{"seed": 0, "status": "ok"}', 'no "variant"'),
+    ],
+)
+def test_report_skips_and_names_a_damaged_results_file(content, why, tmp_path, capsys):
+    from test_reliability import fake_job
+
+    sweep = tmp_path / "sweep"
+    fake_job(sweep / "fcn32s_seed0", "fcn32s", 0)
+    fake_job(sweep / "fcn8s_seed0", "fcn8s", 0)
+    damaged = sweep / "fcn8s_seed0" / "results.json"
+    damaged.write_text(content)
+    rows = build_report(sweep, tmp_path / "results")
+    said = f"{damaged}: not a results record ({why}); skipped, its row is marked failed"
+    assert capsys.readouterr().err.splitlines() == [f"warning: {said}"]
+    assert [(r["variant"], r["status"]) for r in rows] == [("fcn32s", "ok"), ("fcn8s", "failed")]
+    assert f"- fcn8s: {said}" in (tmp_path / "results" / "table2.md").read_text()

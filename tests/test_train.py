@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -263,3 +264,66 @@ def test_each_logger_records_the_run(logger, tiny_data, tmp_path, monkeypatch):
     assert ("metrics.csv" in written) == logger.startswith("csv")
     assert any(n.startswith("events.out.tfevents") for n in written) == logger.endswith("tensorboard")
     assert any(n.endswith(".wandb") for n in written) == logger.endswith("wandb")
+
+
+@pytest.mark.parametrize(
+    ("override", "option"),
+    [
+        ("optimizer.lr=abc", "optimizer.lr"),
+        ("seed=abc", "seed"),
+        ("seed=1.5", "seed"),
+        ("seed=-1", "seed"),
+        ("trainer.max_epochs=abc", "trainer.max_epochs"),
+        ("trainer.max_epochs=0", "trainer.max_epochs"),
+        ("trainer.max_epochs=-2", "trainer.max_epochs"),
+        ("data.batch_size=0", "data.batch_size"),
+        ("data.batch_size=true", "data.batch_size"),
+        ("data.val_batch_size=0", "data.val_batch_size"),
+        ("data.crop_size=0", "data.crop_size"),
+        ("data.num_workers=-1", "data.num_workers"),
+        ("optimizer.momentum=abc", "optimizer.momentum"),
+        ("trainer.limit_train_batches=abc", "trainer.limit_train_batches"),
+    ],
+)
+def test_scalar_option_of_wrong_type_or_range_is_one_line_naming_it(override, option, tmp_path):
+    from fcnlab.train import check_config
+
+    cfg = make_cfg("train", [override], tmp_path)
+    with pytest.raises(FCNLabError) as info:
+        check_config(cfg)
+    assert str(info.value).startswith(f"{option}=") and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "override", ["trainer.max_epochs=-1", "data.crop_size=null", "data.num_workers=null"]
+)
+def test_scalar_options_that_mean_no_limit_are_accepted(override, tmp_path):
+    from fcnlab.train import check_config
+
+    check_config(make_cfg("train", [override, "trainer.max_steps=10"], tmp_path))
+
+
+def test_init_from_a_folder_without_a_checkpoint_says_what_to_give(tmp_path):
+    from fcnlab.train import check_config
+
+    cfg = make_cfg("train", [f"init_from={tmp_path}"], tmp_path)
+    with pytest.raises(FCNLabError, match=r"is a folder, not a checkpoint file; give the checkpoint file"):
+        check_config(cfg)
+
+
+@pytest.mark.slow
+def test_a_refused_rerun_never_touches_the_finished_record(tiny_data, tmp_path):
+    run = tmp_path / "run"
+    limits = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=2"]
+    command = train_command(tiny_data, tmp_path, "model=fcn32s", *limits, f"hydra.run.dir={run}")
+    first = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    finished = {name: (run / name).read_bytes() for name in ("results.json", "job.json")}
+    assert json.loads(finished["results.json"])["status"] == "ok"
+    for typo, said in (
+        ("optimizer.lr=0", "error: optimizer.lr=0: the learning rate must be positive"),
+        ("model=fcn16s", f"error: {run} holds a run of other overrides"),  # another job's folder
+    ):
+        again = subprocess.run([*command, typo], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+        assert again.returncode == 2 and said in again.stderr, again.stderr[-3000:]
+        assert {name: (run / name).read_bytes() for name in finished} == finished, typo

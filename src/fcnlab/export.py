@@ -212,6 +212,21 @@ def verify_onnx(
     return checks
 
 
+def check_writable(target: Path, probe: Path) -> None:
+    """The export's folder exists (made if need be) and takes a new file: ``probe``, removed again."""
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise FCNLabError(f"output={target}: cannot create its folder ({e.strerror})") from None
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise FCNLabError(
+            f"output={target}: cannot write there ({e.strerror}); choose another output folder"
+        ) from None
+
+
 def export(cfg: DictConfig) -> dict:
     """Export ``cfg.ckpt``, verify it, keep the file and write its JSON sidecar (returned, with ``path``)."""
     from fcnlab.training import load_module
@@ -222,15 +237,12 @@ def export(cfg: DictConfig) -> dict:
     import onnxruntime
 
     target = output_path(str(cfg.ckpt), cfg.get("output"))
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    check_writable(target, tmp)  # before loading and exporting, which take a while
     torch.set_flush_denormal(True)
     module = load_module(str(cfg.ckpt), name=cfg.get("model", {}).get("name"))
     model = module.model.eval()
     space = module.input_space
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise FCNLabError(f"output={target}: cannot create its folder ({e.strerror})") from None
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
         try:
             opset = export_onnx(model, tmp, exporter, int(cfg.opset))

@@ -20,6 +20,7 @@ from fcnlab.reporting.table import (
     collect,
     control_report,
     markdown_table,
+    not_a_sweep,
     ordering_report,
     summarize,
     write_csv,
@@ -34,6 +35,8 @@ def build_report(sweep_dir: Path, out: Path, extra_lines: list[str] | None = Non
     records = collect(sweep_dir)
     if not records:
         raise SystemExit(f"error: {sweep_dir} holds no job folders; is it a multirun's sweep dir?")
+    if (why := not_a_sweep(sweep_dir, records)) is not None:
+        raise SystemExit(f"error: {why}")
     rows = summarize(records)
     out.mkdir(parents=True, exist_ok=True)
     write_csv(rows, out / "table2.csv")

@@ -29,6 +29,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from fcnlab.errors import FCNLabError
+from fcnlab.rundir import lock_run_dir, may_record_failure, read_checkpoint, resumable_last, unlock_run_dir
 from fcnlab.runinfo import git_sha, hardware, versions, write_json
 from fcnlab.training.distributed import ddp_job_scope, rank_suffix, use_job_commands_for_ranks
 
@@ -50,6 +51,20 @@ def _stage_checkpoint(sweep_dir: str, parent: str | None, seed: int) -> str | No
     return f"{sweep_dir}/{parent}_seed{seed}/checkpoints/best.ckpt"
 
 
+def _launch_cwd() -> str:
+    """Where the command was started: Hydra's ``runtime.cwd`` once it is set, else the process's cwd.
+
+    ``hydra.sweep.dir`` and the run dir are resolved (by the launcher, by ``OutputDirCheck``) before
+    Hydra sets its config, where ``${hydra:runtime.cwd}`` cannot resolve yet.
+    """
+    if HydraConfig.initialized():
+        cwd = HydraConfig.get().runtime.get("cwd")
+        if cwd:
+            return str(cwd)
+    return os.getcwd()
+
+
+OmegaConf.register_new_resolver("fcnlab_cwd", _launch_cwd, replace=True)
 OmegaConf.register_new_resolver("fcnlab_pid", lambda: str(os.getpid()), use_cache=True, replace=True)
 OmegaConf.register_new_resolver("fcnlab_mul", lambda a, b: type(a)(a * b), replace=True)
 OmegaConf.register_new_resolver("fcnlab_stage_checkpoint", _stage_checkpoint, replace=True)
@@ -70,8 +85,104 @@ def model_kwargs(model_cfg: DictConfig | dict) -> dict:
     return {**cfg, **extra}
 
 
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _whole(cfg: DictConfig, key: str, minimum: int, what: str, allowed: tuple = ()) -> None:
+    value = OmegaConf.select(cfg, key, default=None, throw_on_missing=False)
+    if value in allowed and not isinstance(value, bool):
+        return
+    if not (isinstance(value, int) and not isinstance(value, bool) and value >= minimum):
+        raise FCNLabError(f"{key}={value}: must be {what}")
+
+
+def check_scalars(cfg: DictConfig) -> None:
+    """Numbers a user types on the command line: the right type and range, one line naming the option."""
+    _whole(cfg, "seed", 0, "a whole number from 0 to 4294967295")
+    if cfg.seed > 2**32 - 1:
+        raise FCNLabError(f"seed={cfg.seed}: must be a whole number from 0 to 4294967295")
+    lr = cfg.optimizer.get("lr")
+    if lr is not None and not _is_number(lr):
+        raise FCNLabError(f"optimizer.lr={lr}: the learning rate must be a positive number, e.g. 1e-3")
+    _whole(cfg, "trainer.max_epochs", 1, "a whole number >= 1 (or -1 with trainer.max_steps)", (None, -1))
+    _whole(cfg, "data.batch_size", 1, "a whole number >= 1")
+    _whole(cfg, "data.val_batch_size", 1, "a whole number >= 1")
+    _whole(cfg, "data.crop_size", 1, "a whole number >= 1 (or null: whole images)", (None,))
+    _whole(cfg, "data.num_workers", 0, "a whole number >= 0 (or null: half the cores)", (None,))
+    numeric = [f"{group}.{k}" for group in ("optimizer", "scheduler") for k in (cfg.get(group) or {})]
+    numeric += [f"trainer.{k}" for k in TRAINER_NUMBERS]
+    for key in numeric:
+        value = OmegaConf.select(cfg, key, default=None, throw_on_missing=False)
+        if isinstance(value, str) and not key.rpartition(".")[2].startswith("_"):
+            raise FCNLabError(f"{key}={value}: must be a number")
+
+
+# Trainer options given as numbers (a word there is a typo, not a setting).
+TRAINER_NUMBERS = (
+    "max_steps",
+    "limit_train_batches",
+    "limit_val_batches",
+    "accumulate_grad_batches",
+    "gradient_clip_val",
+    "check_val_every_n_epoch",
+    "log_every_n_steps",
+    "num_sanity_val_steps",
+)
+
+
+def build(what: str, node: DictConfig, **kwargs):
+    """``instantiate(node)``; an argument the target refuses is one line naming the config group."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as e:
+        cause = e.__cause__ if e.__cause__ is not None else e
+        if isinstance(cause, FCNLabError):  # the target's own one-line message
+            raise cause from None
+        first = (str(cause).strip().splitlines() or [type(cause).__name__])[0].rstrip(".")
+        raise FCNLabError(f"{what}: {first[:300]}; check the {what}.* options") from None
+
+
+def _checkpoint_file(key: str, value: str) -> None:
+    """``init_from`` / ``ckpt_path`` must name a file; a folder gets a hint at the checkpoint inside."""
+    path = Path(value)
+    if path.is_dir():
+        inside = next(
+            (c for c in (path / "checkpoints" / "best.ckpt", path / "best.ckpt") if c.is_file()), None
+        )
+        hint = f"did you mean {key}={inside}?" if inside else "give the checkpoint file (.ckpt) inside it"
+        raise FCNLabError(f"{key}={value}: is a folder, not a checkpoint file; {hint}")
+    if not path.is_file():
+        raise FCNLabError(
+            f"{key}={value}: no such file; check the path (a sweep's parent stage may have failed)"
+        )
+
+
+def check_resume_fits(path: str, module, option: str = "ckpt_path") -> None:
+    """A checkpoint to resume must be a readable fcnlab training checkpoint of this very model."""
+    saved = read_checkpoint(path)
+    if saved is None:
+        raise FCNLabError(f"{option}={path}: not a readable checkpoint; truncated or not a .ckpt file?")
+    model = (saved.get("hyper_parameters") or {}).get("model")
+    if not isinstance(model, dict) or "state_dict" not in saved:
+        raise FCNLabError(f"{option}={path}: not an fcnlab training checkpoint (no model options stored)")
+    own = module.state_dict()
+    state = saved["state_dict"]
+    if set(state) != set(own) or any(tuple(state[k].shape) != tuple(v.shape) for k, v in own.items()):
+        theirs = f"{model.get('name', '?')} ({model.get('num_classes', '?')} classes)"
+        ours = f"{module.model.name} ({module.hparams['model'].get('num_classes', '?')} classes)"
+        raise FCNLabError(
+            f"{option}={path}: a checkpoint of {theirs}, not of this run's {ours}; "
+            "resume it with its own model, or start from its weights with init_from="
+        )
+
+
 def check_config(cfg: DictConfig) -> None:
     """Catch bad settings before anything expensive runs; one line naming the option each."""
+    check_scalars(cfg)
     lr = cfg.optimizer.get("lr")
     if lr is None or not lr > 0:
         raise FCNLabError(f"optimizer.lr={lr}: the learning rate must be positive")
@@ -83,10 +194,8 @@ def check_config(cfg: DictConfig) -> None:
     if cfg.get("resume") not in ("auto", "never"):
         raise FCNLabError(f"resume={cfg.get('resume')}: use auto (continue a killed run in its dir) or never")
     for key in ("init_from", "ckpt_path"):
-        if cfg.get(key) and not Path(cfg[key]).is_file():
-            raise FCNLabError(
-                f"{key}={cfg[key]}: no such file; check the path (a sweep's parent stage may have failed)"
-            )
+        if cfg.get(key):
+            _checkpoint_file(key, str(cfg[key]))
 
 
 def ensure_pretrained(cfg: DictConfig) -> None:
@@ -148,28 +257,42 @@ def resume_checkpoint(cfg: DictConfig, out_dir: Path) -> str | None:
     """``ckpt_path`` if given, else (``resume=auto``) the ``last.ckpt`` a killed run left in ``out_dir``."""
     if cfg.get("ckpt_path"):
         return str(cfg.ckpt_path)
-    last = out_dir / "checkpoints" / "last.ckpt"
-    return str(last) if cfg.resume == "auto" and last.is_file() else None
+    if cfg.resume != "auto":
+        return None
+    usable = resumable_last(out_dir / "checkpoints" / "last.ckpt")  # a truncated one: best.ckpt, said so
+    return str(usable) if usable else None
 
 
 def train(cfg: DictConfig) -> dict:
     """Fit, then re-validate the best checkpoint; returns (and writes) the results record."""
-    from hydra.utils import instantiate
-
-    from fcnlab.data.input_space import resolve_input_space
-    from fcnlab.models import load_staged
-    from fcnlab.models.weights import read_checkpoint, stored_input_space
-    from fcnlab.training import FCNModule
-    from fcnlab.training.callbacks import progress_callbacks
-
     start = time.perf_counter()
     torch.set_flush_denormal(True)  # random-init nets on CPU can crawl on denormal floats
+    check_scalars(cfg)
     L.seed_everything(cfg.seed, workers=True)
     if cfg.get("pretrain_only"):  # make reproduce-table2 times this stage on its own
         ensure_pretrained(cfg)
         return {"variant": "pretrain", "seed": cfg.seed, "status": "ok", "metrics": {}}
     check_config(cfg)
     out_dir = Path(cfg.paths.output_dir)
+    if not rank_suffix():  # DDP ranks > 0 run inside rank 0's job and folder
+        lock_run_dir(out_dir)
+    try:
+        return _train_in(cfg, out_dir, start)
+    finally:
+        unlock_run_dir(out_dir)
+
+
+def _train_in(cfg: DictConfig, out_dir: Path, start: float) -> dict:
+    """``train`` once this process holds ``out_dir``."""
+    from hydra.utils import instantiate
+
+    from fcnlab.data.input_space import resolve_input_space
+    from fcnlab.models import load_staged
+    from fcnlab.models.weights import read_checkpoint as read_weights
+    from fcnlab.models.weights import stored_input_space
+    from fcnlab.training import FCNModule
+    from fcnlab.training.callbacks import progress_callbacks
+
     claim_output_dir(out_dir, job_overrides(), take_over=cfg.resume == "never")
     if cfg.resume == "auto" and (done := finished_record(out_dir)) is not None:
         log.info("%s already finished (results.json); skipped. resume=never retrains it", out_dir)
@@ -179,12 +302,12 @@ def train(cfg: DictConfig) -> dict:
         log.info("resuming from %s", ckpt_path)
     ensure_pretrained(cfg)
 
-    parent = read_checkpoint(cfg.init_from, "init_from") if cfg.init_from else None
+    parent = read_weights(cfg.init_from, "init_from") if cfg.init_from else None
     parent_space = stored_input_space(parent) if parent is not None else None
     space = resolve_input_space(
         cfg.model.get("input_space"), cfg.model.pretrained, parent_space["name"] if parent_space else None
     )
-    datamodule = instantiate(cfg.data, _convert_="all", input_space=space.name)
+    datamodule = build("data", cfg.data, _convert_="all", input_space=space.name)
     module = FCNModule(
         model=model_kwargs(cfg.model),
         optimizer=instantiate(cfg.optimizer),
@@ -197,6 +320,8 @@ def train(cfg: DictConfig) -> dict:
     )
     if not any(p.requires_grad for p in module.model.parameters()):
         raise FCNLabError(f"model.freeze_backbone=true leaves {cfg.model.name} nothing to train")
+    if cfg.get("ckpt_path"):
+        check_resume_fits(str(cfg.ckpt_path), module)
     if parent is not None:
         fresh = load_staged(module.model, parent)
         log.info("initialised from %s; new layers: %s", cfg.init_from, ", ".join(fresh) or "none")
@@ -206,7 +331,7 @@ def train(cfg: DictConfig) -> dict:
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     callbacks += progress_callbacks(cfg.trainer.get("enable_progress_bar", True))  # rich on a tty, else lines
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    trainer: L.Trainer = build("trainer", cfg.trainer, callbacks=callbacks, logger=loggers or False)
     use_job_commands_for_ranks()  # strategy=ddp: ranks re-run this job, not the whole command line
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
 
@@ -248,6 +373,8 @@ def fail_record(cfg: DictConfig, error: str) -> None:
     """A results.json marking this job failed, so a sweep report shows the row as failed."""
     try:
         out = Path(cfg.paths.output_dir)
+        if not may_record_failure(out, job_overrides()):  # a finished record, or another job's folder
+            return
         write_json(
             out / "results.json",
             {

@@ -106,6 +106,7 @@ class SegmentationDataModule(L.LightningDataModule):
         self.limit_train, self.limit_val = limit_train, limit_val
         self.train_set: SegmentationDataset | None = None
         self.val_set: SegmentationDataset | None = None
+        self._resume_epoch: int | None = None
 
     @property
     def num_classes(self) -> int:
@@ -139,7 +140,27 @@ class SegmentationDataModule(L.LightningDataModule):
         self.val_set = SegmentationDataset(val, eval_transform(self.input_space))
 
     def _current_epoch(self) -> int:
+        if self._resume_epoch is not None:  # the first train iterator after a resume
+            epoch, self._resume_epoch = self._resume_epoch, None
+            return epoch
         return self.trainer.current_epoch if self.trainer is not None else 0
+
+    def state_dict(self) -> dict:
+        """The epoch a run resumed from this checkpoint trains next (stored in every checkpoint).
+
+        Lightning creates a resumed run's first train iterator before it restores the loop's epoch
+        (a scheduler sized from ``estimated_stepping_batches`` asks for the loader early), and loader
+        workers draw their first indices right then; this tells ``EpochSampler`` the right epoch.
+        """
+        if self.trainer is None:
+            return {}
+        fit_loop = self.trainer.fit_loop
+        progress = fit_loop.epoch_progress.current
+        done = progress.processed > progress.completed or fit_loop.epoch_loop.batch_progress.is_last_batch
+        return {"next_epoch": self.trainer.current_epoch + int(done)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._resume_epoch = state.get("next_epoch")
 
     def _loader(self, dataset: Dataset, batch_size: int, train: bool) -> DataLoader:
         workers = self.num_workers

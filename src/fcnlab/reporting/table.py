@@ -5,10 +5,13 @@ Reads only files (each job's ``results.json``), so it works on any sweep dir, al
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
+import re
 import statistics
+import sys
 from pathlib import Path
 
 METRICS = ("pixel_acc", "mean_acc", "mean_iu", "fw_iu")
@@ -31,19 +34,55 @@ def collect(sweep_dir: str | Path) -> list[dict]:
     jobs = [p for p in sweep_dir.iterdir() if p.is_dir() and not p.name.startswith(".")]
     for job in sorted(p for p in jobs if p.name != "wandb"):  # wandb/: fcnlab-report --wandb's run
         path = job / "results.json"
-        if path.is_file():
-            record = json.loads(path.read_text())
-        else:  # killed before it could write anything
+        record, error = _read_record(path) if path.is_file() else (None, "no results.json")
+        if record is None:  # killed before it could write anything, or a damaged file
             variant, _, seed = job.name.rpartition("_seed")
-            record = {
-                "variant": variant or job.name,
-                "seed": seed,
-                "status": "failed",
-                "error": "no results.json",
-            }
+            record = {"variant": variant or job.name, "seed": seed, "status": "failed", "error": error}
         record["job_dir"] = str(job)
         records.append(record)
     return records
+
+
+def _read_record(path: Path) -> tuple[dict | None, str]:
+    """A job's results record, or (None, the one line said about it): garbage is skipped, not fatal."""
+    try:
+        record = json.loads(path.read_text())
+        why = None if isinstance(record, dict) else f"a JSON {type(record).__name__}, not an object"
+    except ValueError:  # not JSON, or not UTF-8
+        record, why = None, "invalid JSON"
+    except OSError as e:
+        record, why = None, e.strerror or str(e)
+    if why is None and not isinstance(record.get("variant"), str):
+        why = 'no "variant"'
+    if why is None:
+        return record, ""
+    message = f"{path}: not a results record ({why}); skipped, its row is marked failed"
+    print(f"warning: {message}", file=sys.stderr)
+    return None, message
+
+
+def not_a_sweep(sweep_dir: Path, records: list[dict]) -> str | None:
+    """Why ``sweep_dir``'s jobs are not one sweep's seeds (None: they are): single runs, repeated seeds."""
+    for record in records:
+        hydra_yaml = Path(record["job_dir"]) / ".hydra" / "hydra.yaml"
+        with contextlib.suppress(OSError):
+            if re.search(r"^\s*mode:\s*RUN\s*$", hydra_yaml.read_text(), flags=re.MULTILINE):
+                return (
+                    f"{sweep_dir} is not a sweep: {record['job_dir']} is a single run (Hydra mode RUN); "
+                    "pass the folder a multirun wrote (its hydra.sweep.dir)"
+                )
+    seen: dict[tuple[str, str], str] = {}
+    for record in records:
+        if record.get("status") != "ok":
+            continue
+        key = (record["variant"], str(record.get("seed")))
+        if key in seen:
+            return (
+                f"{sweep_dir} is not one sweep's seeds: {seen[key]} and {record['job_dir']} are both "
+                f"{key[0]} seed {key[1]}; the report averages seeds, so pass a sweep over model= and seed="
+            )
+        seen[key] = record["job_dir"]
+    return None
 
 
 def summarize(records: list[dict]) -> list[dict]:
