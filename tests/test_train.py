@@ -16,8 +16,9 @@ from omegaconf import OmegaConf, open_dict
 
 from fcnlab.errors import FCNLabError
 from fcnlab.eval import evaluate
-from fcnlab.models.vgg import VGGClassifier, vgg16_tiny_spec
-from fcnlab.train import CONF_DIR, train
+from fcnlab.models import create_model
+from fcnlab.models.vgg import VGGClassifier, backbone_spec, vgg16_tiny_spec
+from fcnlab.train import CONF_DIR, model_kwargs, train
 from fcnlab.training.wandb_media import finish_wandb
 
 EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
@@ -75,6 +76,20 @@ def test_every_experiment_composes_and_resolves(experiment, tmp_path):
             if k != "hydra"
         }
         assert resolved["trainer"]["_target_"] == "lightning.Trainer"
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_and_model_builds_its_network(experiment, tmp_path):
+    """Each preset x model composes to options its backbone takes (a merged-dict mix-up fails here)."""
+    for model in MODELS:
+        cfg = make_cfg("table2", [f"experiment={experiment}", f"model={model}"], tmp_path)
+        kwargs = {**model_kwargs(cfg.model), "pretrained": None}  # weights: the slow VOC-size runs
+        with torch.device("meta"):
+            net = create_model(**kwargs)
+        assert net.backbone.spec == backbone_spec(cfg.model.backbone), (experiment, model)
+        assert net.backbone.geometry == cfg.model.geometry
+    expected = {"table2_shapes": "vgg16_tiny", "table2_voc": "vgg16", "table2_voc_heavy": "vgg16"}
+    assert cfg.model.backbone == expected[experiment]
 
 
 def test_table2_voc_preset_is_the_papers_recipe(tmp_path):
