@@ -7,7 +7,7 @@ SEEDS  ?= 1
 SWEEP_DIR ?= results/runs/table2_$(shell date +%Y%m%d_%H%M%S)
 SEED_LIST := $(shell seq -s, 0 $$(( $(SEEDS) - 1 )))
 
-.PHONY: help install test test-fast lint reproduce-table2 report bench clean
+.PHONY: help install test test-fast lint reproduce-table2 report bench gpu-check clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -47,6 +47,9 @@ bench: $(STAMP)  ## FCN-32s/16s/8s vs torchfcn and this CPU's peak -> results/be
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps torchfcn==1.9.7 \
 	  || echo "torchfcn==1.9.7 did not install: the bench measures fcnlab alone"
 	$(PY) -m fcnlab.bench $(BENCH_ARGS)
+
+gpu-check: $(STAMP)  ## on a CUDA machine: VOC presets' images/s, ms/iteration, memory, bf16 vs fp32, eval time
+	$(PY) -m fcnlab.bench.gpu_check
 
 clean:  ## remove generated data, runs and results (keeps .venv)
 	rm -rf data outputs multirun results/runs lightning_logs wandb .pytest_cache
