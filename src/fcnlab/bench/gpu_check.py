@@ -27,7 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import lightning as L
@@ -48,7 +48,7 @@ class StepTimer(L.Callback):
     def __init__(self, out: str, warmup: int = 5, keep_losses: int = 20) -> None:
         self.out, self.warmup, self.keep = Path(out), warmup, keep_losses
         self.losses: list[torch.Tensor] = []
-        self.start: tuple[float, int] | None = None
+        self.start: tuple[float, int, int] | None = None  # (time, batches, step) when timing began
         self.batches, self.record = 0, None
 
     @staticmethod
@@ -242,7 +242,7 @@ def describe(name: str, record: dict) -> str:
 def check(plan: Plan, work: Path) -> dict:
     data = generate_data(work / "voc", plan)
     write_weights(work / "torch_home")
-    results: dict = {"plan": plan.__dict__ | {"extra": list(plan.extra)}}
+    results: dict = {"plan": asdict(plan)}
 
     heavy = train_run(plan, work, data, "heavy", "table2_voc_heavy", plan.heavy_steps)
     print(describe("heavy preset (table2_voc_heavy, FCN-32s, batch 1)", heavy), flush=True)
