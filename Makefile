@@ -12,7 +12,7 @@ PEERS  := $(VENV)/.peers-torchfcn-1.9.7
 VOC    ?=
 WEIGHTS ?=
 
-.PHONY: help install peers test test-fast lint reproduce-table2 report bench verify-voc clean
+.PHONY: help install peers test test-fast lint reproduce-table2 report bench verify-voc gpu-check clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -60,6 +60,9 @@ bench: $(PEERS)  ## FCN-32s/16s/8s vs torchfcn and this CPU's peak -> results/be
 verify-voc: $(STAMP)  ## the release's nets on your seg11valid vs their published scores: make verify-voc VOC=/data/voc [WEIGHTS=dir]
 	@test -n "$(VOC)" || { echo "error: VOC= is empty; make verify-voc VOC=/path/holding/VOCdevkit_and_benchmark_RELEASE"; exit 2; }
 	$(PY) -m fcnlab.verify --voc "$(VOC)" $(if $(WEIGHTS),--weights "$(WEIGHTS)") $(VERIFY_ARGS)
+
+gpu-check: $(STAMP)  ## on a CUDA machine: VOC presets' images/s, ms/iteration, memory, bf16 vs fp32, eval time
+	$(PY) -m fcnlab.bench.gpu_check
 
 clean:  ## remove generated data, runs and results (keeps .venv)
 	rm -rf data outputs multirun results/runs lightning_logs wandb .pytest_cache

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from PIL import Image
 from torchvision import tv_tensors
 
 from conftest import TINY_DATA
-from fcnlab.data import SegmentationDataModule, protocol_samples, seg11valid_ids, synthetic
+from fcnlab.data import SegmentationDataModule, protocol_samples, seg11valid_ids, synthetic, voc
 from fcnlab.data.classes import VOID
 from fcnlab.data.input_space import CAFFE_MEAN_BGR, INPUT_SPACES, InputSpace, get_input_space
 from fcnlab.data.transforms import RandomScale, eval_transform, pad_collate, train_transform
@@ -112,6 +113,38 @@ def test_seg11valid_subtracts_sbd_train(tmp_path):
     # The VOC2011 archive unpacks under TrainVal/: accepted as well.
     shutil.move(tmp_path / "VOCdevkit", tmp_path / "TrainVal" / "VOCdevkit")
     assert seg11valid_ids(tmp_path) == ["2008_000001", "2008_000003"]
+
+
+def test_shipped_seg11valid_is_the_release_list():
+    ids = voc.official_seg11valid()
+    assert len(ids) == len(set(ids)) == 736 and ids == sorted(ids)
+    assert all(re.fullmatch(r"20(0[7-9]|1[01])_\d{6}", i) for i in ids)
+    assert (ids[0], ids[-1]) == ("2007_000033", "2011_003271")
+
+
+def test_seg11valid_from_a_real_tree_is_compared_with_the_release_list(data_copy, monkeypatch, caplog):
+    computed = seg11valid_ids(data_copy)
+    with caplog.at_level("INFO", logger="fcnlab.data.voc"):
+        protocol_samples(data_copy, "seg11valid")
+    assert not caplog.records  # a generated tree keeps its own list, silently
+    (data_copy / synthetic.MANIFEST).unlink()  # now it looks like a real VOC2011 + SBD tree
+    monkeypatch.setattr(voc, "official_seg11valid", lambda: list(reversed(computed)))
+    with caplog.at_level("INFO", logger="fcnlab.data.voc"):
+        protocol_samples(data_copy, "seg11valid")
+    equal = (
+        f"seg11valid: the {len(computed)} ids computed from {data_copy} equal the reference release's list"
+    )
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [("INFO", equal)]
+    caplog.clear()
+    monkeypatch.setattr(voc, "official_seg11valid", lambda: [*computed[2:], "2011_003271"])
+    with caplog.at_level("INFO", logger="fcnlab.data.voc"):
+        protocol_samples(data_copy, "seg11valid")
+    expected = (
+        f"seg11valid computed from {data_copy} differs from the reference release's list in 3 ids "
+        f"(1 of its {len(computed) - 1} missing, 2 extra; first: {computed[0]}, {computed[1]}, 2011_003271): "
+        "check the VOC2011 val and SBD train lists there"
+    )
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [("WARNING", expected)]
 
 
 def test_generation_is_deterministic_atomic_and_idempotent(tmp_path, monkeypatch):

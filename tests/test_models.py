@@ -16,7 +16,14 @@ from fcnlab.models import (
     list_models,
     load_staged,
 )
-from fcnlab.models.vgg import VGGClassifier, fold_batchnorm, vgg16_tiny_spec
+from fcnlab.models.vgg import (
+    VGGClassifier,
+    VGGSpec,
+    backbone_options,
+    backbone_spec,
+    fold_batchnorm,
+    vgg16_tiny_spec,
+)
 
 GEOMETRIES = ("faithful", "efficient")
 SIZES = [(1, 1), (2, 3), (17, 31), (97, 53), (375, 500), (224, 224)]
@@ -288,5 +295,23 @@ def test_unknown_names_list_the_valid_ones():
         create_model("fcn8s", geometry="fast")
     with pytest.raises(ValueError, match="width_divisor"):
         create_model("fcn8s", backbone="vgg16_tiny", width_divisor=7)
-    with pytest.raises(ValueError, match="unexpected keyword"):
+    with pytest.raises(
+        ValueError, match="depth: backbone vgg16_tiny has no such option; valid: width_divisor"
+    ):
         create_model("fcn8s", backbone="vgg16_tiny", depth=3)
+
+
+def test_backbone_defaults_live_with_the_backbone():
+    """Options are the backbone's own defaults plus overrides; another backbone's options are refused."""
+    assert backbone_options("vgg16_tiny") == {"width_divisor": 8, "pool5_size": 3, "dropout": 0.0}
+    tiny_spec = VGGSpec(widths=(8, 16, 32, 64, 64), fc_width=512, pool5_size=3, dropout=0.0)
+    assert backbone_spec("vgg16_tiny") == backbone_spec("vgg16_tiny", {}) == tiny_spec
+    assert backbone_options("vgg16_tiny", {"width_divisor": 4}) == {
+        "width_divisor": 4,
+        "pool5_size": 3,
+        "dropout": 0.0,
+    }
+    assert backbone_options("vgg16") == {} and backbone_spec("vgg16") == VGGSpec()
+    assert tiny("fcn8s").backbone.spec == tiny_spec
+    with pytest.raises(FCNLabError, match="width_divisor: backbone vgg16 has no such option; valid: none"):
+        backbone_options("vgg16", {"width_divisor": 8, "pool5_size": 3})

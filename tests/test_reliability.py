@@ -136,6 +136,15 @@ def r11_unknown_option(data: Path, tmp: Path) -> str:
     return cli_first_line(tmp, "optimizer.lrr=0.1")
 
 
+def r90_unknown_backbone_option(data: Path, tmp: Path) -> str:
+    return message_of(lambda: tiny_train(str(data), tmp, "+model.backbone_kwargs.width=4", "debug=fast"))
+
+
+def r91_option_of_another_backbone(data: Path, tmp: Path) -> str:
+    extra = ("model.backbone=vgg16", "+model.backbone_kwargs.width_divisor=8", "debug=fast")
+    return message_of(lambda: tiny_train(str(data), tmp, *extra))
+
+
 def r12_classes_mismatch(data: Path, tmp: Path) -> str:
     return message_of(lambda: tiny_train(str(data), tmp, "model.num_classes=5", "debug=fast"))
 

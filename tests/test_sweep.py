@@ -55,6 +55,8 @@ def test_miniature_table2_sweep_and_report(tiny_data, tmp_path):
     assert results["fcn8s_seed0"]["init_from"] == str(sweep / "fcn16s_seed0/checkpoints/best.ckpt")
     assert results["fcn32s_seed0"]["init_from"] is None
     assert results["fcn32s_seed0"]["pretrained"] == f"{tmp_path}/pretrained/tiny.pth"
+    pretrained = json.loads((tmp_path / "pretrained" / "tiny.json").read_text())["settings"]
+    assert pretrained["backbone_kwargs"] == {"width_divisor": 8, "pool5_size": 3, "dropout": 0.0}  # defaults
     assert "initialised from" in (sweep / "fcn8s_seed0/table2.log").read_text()
     assert results["fcn32s_long_seed0"]["epochs"] == 3 * results["fcn32s_seed0"]["epochs"]
 

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
@@ -17,8 +18,9 @@ from omegaconf import OmegaConf, open_dict
 
 from fcnlab.errors import FCNLabError
 from fcnlab.eval import evaluate
-from fcnlab.models.vgg import VGGClassifier, vgg16_tiny_spec
-from fcnlab.train import CONF_DIR, train
+from fcnlab.models import create_model
+from fcnlab.models.vgg import VGGClassifier, backbone_spec, vgg16_tiny_spec
+from fcnlab.train import CONF_DIR, model_kwargs, train
 from fcnlab.training.wandb_media import finish_wandb
 
 EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
@@ -78,6 +80,20 @@ def test_every_experiment_composes_and_resolves(experiment, tmp_path):
         assert resolved["trainer"]["_target_"] == "lightning.Trainer"
 
 
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_and_model_builds_its_network(experiment, tmp_path):
+    """Each preset x model composes to options its backbone takes (a merged-dict mix-up fails here)."""
+    for model in MODELS:
+        cfg = make_cfg("table2", [f"experiment={experiment}", f"model={model}"], tmp_path)
+        kwargs = {**model_kwargs(cfg.model), "pretrained": None}  # weights: the slow VOC-size runs
+        with torch.device("meta"):
+            net = create_model(**kwargs)
+        assert net.backbone.spec == backbone_spec(cfg.model.backbone), (experiment, model)
+        assert net.backbone.geometry == cfg.model.geometry
+    expected = {"table2_shapes": "vgg16_tiny", "table2_voc": "vgg16", "table2_voc_heavy": "vgg16"}
+    assert cfg.model.backbone == expected[experiment]
+
+
 def test_table2_voc_preset_is_the_papers_recipe(tmp_path):
     for model, lr in (("fcn32s", 1e-4), ("fcn16s", 1e-6), ("fcn8s", 1e-6), ("fcn32s_fixed", 1e-4)):
         cfg = make_cfg("table2", ["experiment=table2_voc", f"model={model}"], tmp_path)
@@ -104,7 +120,11 @@ def test_table2_voc_heavy_preset_is_the_reference_recipe(tmp_path):
         assert cfg.optimizer.lr == pytest.approx(lr, rel=1e-9)
         assert (cfg.optimizer.momentum, cfg.optimizer.weight_decay, cfg.data.batch_size) == (0.99, 5e-4, 1)
         assert cfg.loss.normalize is False and cfg.model.learn_upsampling is False
-        assert cfg.trainer.max_steps == 100_000
+        assert cfg.trainer.max_steps == (300_000 if model == "fcn8s_atonce" else 100_000)
+        assert (cfg.trainer.val_check_interval, cfg.trainer.check_val_every_n_epoch) == (4000, None)
+    assert (
+        make_cfg("table2", ["experiment=table2_voc_heavy", "model=fcn32s_long"]).trainer.max_steps == 300_000
+    )
 
 
 def test_table2_sweep_stages_and_control(tmp_path):
@@ -220,6 +240,65 @@ def test_one_batch_overfit_reaches_95_percent(tiny_data, tmp_path):
     valid = masks != 255
     accuracy = (pred[valid] == masks[valid]).float().mean().item()
     assert accuracy >= 0.95, accuracy
+
+
+class ValidationSteps(L.Callback):
+    """Appends the global step of every validation during fit to ``path`` (one line each)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = Path(path)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.state.fn == "fit" and not trainer.sanity_checking:
+            with self.path.open("a") as f:
+                f.write(f"{trainer.global_step}\n")
+
+
+def run_counting_validations(tiny_data: str, tmp_path: Path, *extra: str) -> tuple[dict, list[int]]:
+    steps = tmp_path / "val_steps.txt"
+    recorder = [
+        f"+callbacks.val_steps._target_={__name__}.ValidationSteps",
+        f"+callbacks.val_steps.path={steps}",
+    ]
+    overrides = tiny_overrides(tiny_data, "model=fcn32s", "trainer.limit_val_batches=3", *recorder, *extra)
+    results = train(make_cfg("train", overrides, tmp_path / "run"))
+    return results, [int(line) for line in steps.read_text().split()]
+
+
+def checkpoint_step(path: Path) -> int:
+    return torch.load(path, map_location="cpu", weights_only=False)["global_step"]
+
+
+def test_max_steps_ending_mid_epoch_is_validated_at_the_last_step(tiny_data, tmp_path):
+    """6 batches an epoch, max_steps=3: the only validation is at step 3, and best.ckpt is that step."""
+    results, validated = run_counting_validations(
+        tiny_data, tmp_path, "trainer.max_epochs=-1", "trainer.max_steps=3"
+    )
+    assert validated == [3]
+    assert results["status"] == "ok" and results["steps"] == 3
+    checkpoints = tmp_path / "run" / "checkpoints"
+    assert checkpoint_step(checkpoints / "best.ckpt") == checkpoint_step(checkpoints / "last.ckpt") == 3
+
+
+def test_step_interval_validates_across_epochs_and_at_the_end(tiny_data, tmp_path):
+    """val_check_interval=4 over 6-batch epochs, 10 steps: steps 4, 8 and the last one, 10."""
+    results, validated = run_counting_validations(
+        tiny_data,
+        tmp_path,
+        "trainer.max_epochs=-1",
+        "trainer.max_steps=10",
+        "trainer.val_check_interval=4",
+        "trainer.check_val_every_n_epoch=null",
+    )
+    assert validated == [4, 8, 10] and results["steps"] == 10
+    checkpoints = tmp_path / "run" / "checkpoints"
+    assert checkpoint_step(checkpoints / "best.ckpt") in validated
+    assert checkpoint_step(checkpoints / "last.ckpt") == 10  # epoch ends and the end, for resume
+
+
+def test_epoch_end_runs_are_validated_once_per_epoch(tiny_data, tmp_path):
+    results, validated = run_counting_validations(tiny_data, tmp_path, "trainer.max_epochs=2")
+    assert validated == [6, 12] and results["steps"] == 12
 
 
 def test_interrupted_checkpoint_write_leaves_no_file(tmp_path, monkeypatch):

@@ -29,6 +29,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from fcnlab.errors import FCNLabError
+from fcnlab.models.vgg import backbone_options
 from fcnlab.rundir import lock_run_dir, may_record_failure, read_checkpoint, resumable_last, unlock_run_dir
 from fcnlab.runinfo import git_sha, hardware, versions, write_json
 from fcnlab.training.distributed import ddp_job_scope, rank_suffix, use_job_commands_for_ranks
@@ -81,8 +82,8 @@ def model_kwargs(model_cfg: DictConfig | dict) -> dict:
     )
     for key in ("variant", "parent", "stages", "input_space"):  # sweep bookkeeping, data-side options
         cfg.pop(key, None)
-    extra = cfg.pop("backbone_kwargs", None) or {}
-    return {**cfg, **extra}
+    extra = cfg.pop("backbone_kwargs", None) or {}  # overrides of the backbone's own defaults
+    return {**cfg, **backbone_options(cfg.get("backbone", "vgg16"), extra)}  # checkpoints list them all
 
 
 def _is_number(value: object) -> bool:

@@ -28,6 +28,7 @@ import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -111,6 +112,38 @@ def seg11valid_ids(root: Path) -> list[str]:
     return [i for i in read_ids(voc / "ImageSets/Segmentation/val.txt") if i not in train]
 
 
+def official_seg11valid() -> list[str]:
+    """The reference release's seg11valid list (its ``data/pascal/seg11valid.txt``, 736 ids), shipped here."""
+    return (resources.files("fcnlab.data") / "seg11valid.txt").read_text().split()
+
+
+def compare_with_official_seg11valid(root: Path, ids: list[str]) -> None:
+    """Log whether seg11valid computed from a real tree is the release's list (one line either way).
+
+    A generated tree (fcnlab.data.synthetic's manifest at its root) has its own ids and is not compared.
+    """
+    from fcnlab.data.synthetic import MANIFEST  # here: `python -m fcnlab.data.synthetic` stays clean
+
+    if (root / MANIFEST).is_file():
+        return
+    official = official_seg11valid()
+    differ = sorted(set(ids) ^ set(official))
+    if not differ:
+        log.info("seg11valid: the %d ids computed from %s equal the reference release's list", len(ids), root)
+        return
+    missing, extra = set(official) - set(ids), set(ids) - set(official)
+    log.warning(
+        "seg11valid computed from %s differs from the reference release's list in %d ids "
+        "(%d of its %d missing, %d extra; first: %s): check the VOC2011 val and SBD train lists there",
+        root,
+        len(differ),
+        len(missing),
+        len(official),
+        len(extra),
+        ", ".join(differ[:5]),
+    )
+
+
 def _require(root: Path, year: str) -> tuple[Path, Path]:
     if not root.is_dir():
         what = "is a file, not a folder (extract archives first)" if root.exists() else "does not exist"
@@ -143,6 +176,7 @@ def protocol_samples(root: str | Path, protocol: str) -> tuple[list[Sample], lis
             raise FCNLabError(
                 f"{voc}/ImageSets/Segmentation/val.txt: every id is in SBD train; seg11valid is empty"
             )
+        compare_with_official_seg11valid(root, val_ids)
         train = sbd_samples(sbd, read_ids(sbd / "train.txt"))
         val = voc_samples(voc, val_ids)
     elif protocol == "voc2012_aug":

@@ -9,7 +9,7 @@ from torch import nn
 from fcnlab.errors import FCNLabError
 from fcnlab.models.convolutionalize import convolutionalize
 from fcnlab.models.registry import model_builder
-from fcnlab.models.vgg import BACKBONES, VGGBackbone, VGGClassifier
+from fcnlab.models.vgg import VGGBackbone, VGGClassifier, backbone_spec
 from fcnlab.models.weights import load_classifier, resolve_pretrained
 
 
@@ -20,14 +20,9 @@ def create_backbone(
     **backbone_kwargs,
 ) -> VGGBackbone:
     """A convolutionalized VGG16-topology backbone, from random init or a classifier's weights."""
-    if backbone not in BACKBONES:
-        raise FCNLabError(f"unknown backbone {backbone!r}; valid: {', '.join(sorted(BACKBONES))}")
+    spec = backbone_spec(backbone, backbone_kwargs)  # unknown backbone or option: FCNLabError
     if geometry not in VGGBackbone.GEOMETRIES:
         raise FCNLabError(f"unknown geometry {geometry!r}; valid: {', '.join(VGGBackbone.GEOMETRIES)}")
-    try:
-        spec = BACKBONES[backbone](**backbone_kwargs)
-    except TypeError as e:
-        raise FCNLabError(f"backbone {backbone}: {e}") from None
     classifier = VGGClassifier(spec)
     state = resolve_pretrained(pretrained, backbone)
     if state is not None:
@@ -60,8 +55,8 @@ def create_model(
     ``fcnlab.data.input_space``) or a path to a VGG16-layout classifier state dict.
     ``freeze_backbone`` leaves only the layers after fc7 trainable (FCN-32s-fixed).
     ``learn_upsampling`` trains the 2× upsamplings inside 16s/8s (the paper) or keeps them bilinear
-    (the reference release). Extra keywords go to the backbone, e.g.
-    ``width_divisor`` for ``vgg16_tiny``.
+    (the reference release). Extra keywords override the backbone's own defaults
+    (:func:`fcnlab.models.vgg.backbone_options`), e.g. ``width_divisor`` for ``vgg16_tiny``.
     """
     build = model_builder(name)
     if num_classes < 1:

@@ -8,11 +8,13 @@ topology (13 convs, 5 max-pools, fc6, fc7) with narrower layers, for CPU work.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from fcnlab.errors import FCNLabError
 from fcnlab.models.geometry import CoordMap
 
 # Conv layers per block: VGG16 is 2-2-3-3-3.
@@ -50,7 +52,32 @@ def vgg16_tiny_spec(width_divisor: int = 8, pool5_size: int = 3, dropout: float 
     return VGGSpec(widths=widths, fc_width=4096 // width_divisor, pool5_size=pool5_size, dropout=dropout)
 
 
-BACKBONES = {"vgg16": vgg16_spec, "vgg16_tiny": vgg16_tiny_spec}
+BACKBONES = {"vgg16": vgg16_spec, "vgg16_tiny": vgg16_tiny_spec}  # name -> spec builder (its defaults)
+
+
+def backbone_options(name: str, overrides: dict | None = None) -> dict:
+    """Every option of backbone ``name``: its builder's own defaults with ``overrides`` on top.
+
+    The defaults live with the backbone (``vgg16_tiny``: width_divisor 8, pool5_size 3), so a config's
+    ``model.backbone_kwargs`` holds overrides only and switching ``model.backbone`` never carries another
+    backbone's options along. An option the backbone does not have is an error naming it.
+    """
+    if name not in BACKBONES:
+        raise FCNLabError(f"unknown backbone {name!r}; valid: {', '.join(sorted(BACKBONES))}")
+    params = inspect.signature(BACKBONES[name]).parameters
+    overrides = dict(overrides or {})
+    if unknown := [k for k in overrides if k not in params]:
+        raise FCNLabError(
+            f"model.backbone_kwargs.{unknown[0]}: backbone {name} has no such option; "
+            f"valid: {', '.join(params) or 'none'}"
+        )
+    return {k: p.default for k, p in params.items()} | overrides
+
+
+def backbone_spec(name: str, overrides: dict | None = None) -> VGGSpec:
+    """The :class:`VGGSpec` of backbone ``name`` with ``overrides`` of its default options."""
+    options = backbone_options(name, overrides)  # checks the name first
+    return BACKBONES[name](**options)
 
 
 def vgg_features(spec: VGGSpec, batch_norm: bool = False) -> nn.Sequential:

@@ -41,6 +41,22 @@ class AtomicModelCheckpoint(ModelCheckpoint):
         self._last_checkpoint_saved = filepath
 
 
+class ValidateAtLastStep(Callback):
+    """Validate on the final step when ``trainer.max_steps`` ends training inside an epoch.
+
+    Lightning validates at epoch ends (or every ``val_check_interval`` batches) and skips the steps a
+    run makes after the last of those when ``max_steps`` stops it mid-epoch, so ``best.ckpt`` (the
+    reported numbers, the next stage's init) would never see them. Asking the trainer to stop on that
+    step takes Lightning's own early-stopping path: it validates there, and the checkpoint callbacks
+    see that validation like any other. A run that ends on an epoch end or a ``val_check_interval``
+    step is validated once, as before.
+    """
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args, **kwargs) -> None:
+        if 0 < trainer.max_steps <= trainer.global_step:
+            trainer.should_stop = True
+
+
 def interactive_terminal() -> bool:
     """True when stdout is a terminal and no CI system is running us (CI sets ``CI``)."""
     ci = os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")

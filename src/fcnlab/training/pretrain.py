@@ -22,7 +22,7 @@ from torchvision import datasets
 from torchvision.transforms import v2
 
 from fcnlab.data.input_space import IMAGENET_MEAN, IMAGENET_STD
-from fcnlab.models.vgg import BACKBONES, VGGClassifier, fold_batchnorm
+from fcnlab.models.vgg import VGGClassifier, backbone_options, backbone_spec, fold_batchnorm
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ def pretrain_backbone(
     settings = {
         "data_root": str(data_root),
         "backbone": backbone,
-        "backbone_kwargs": backbone_kwargs or {},
+        "backbone_kwargs": backbone_options(backbone, backbone_kwargs),  # with its defaults: the architecture
         "epochs": epochs,
         "batch_size": batch_size,
         "lr": lr,
@@ -101,7 +101,7 @@ def pretrain_backbone(
             return summary
     torch.manual_seed(seed)
     root = Path(data_root) / "classification"
-    spec = BACKBONES[backbone](**(backbone_kwargs or {}))
+    spec = backbone_spec(backbone, backbone_kwargs)
     train = _loader(root / "train", True, batch_size, num_workers, seed)
     val = _loader(root / "val", False, 100, 0, seed)
     num_classes = len(train.dataset.classes)
