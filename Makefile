@@ -55,14 +55,14 @@ report: $(STAMP)  ## rebuild results/table2.* from a finished sweep: make report
 	$(VENV)/bin/fcnlab-report $(SWEEP_DIR) --out results
 
 bench: $(PEERS)  ## FCN-32s/16s/8s vs torchfcn and this CPU's peak -> results/bench.json (BENCH_ARGS=--quick)
-	$(PY) -m fcnlab.bench $(BENCH_ARGS)
+	$(VENV)/bin/fcnlab-bench $(BENCH_ARGS)
 
 verify-voc: $(STAMP)  ## the release's nets on your seg11valid vs their published scores: make verify-voc VOC=/data/voc [WEIGHTS=dir]
 	@test -n "$(VOC)" || { echo "error: VOC= is empty; make verify-voc VOC=/path/holding/VOCdevkit_and_benchmark_RELEASE"; exit 2; }
-	$(PY) -m fcnlab.verify --voc "$(VOC)" $(if $(WEIGHTS),--weights "$(WEIGHTS)") $(VERIFY_ARGS)
+	$(VENV)/bin/fcnlab-verify --voc "$(VOC)" $(if $(WEIGHTS),--weights "$(WEIGHTS)") $(VERIFY_ARGS)
 
 gpu-check: $(STAMP)  ## on a CUDA machine: VOC presets' images/s, ms/iteration, memory, bf16 vs fp32, eval time
-	$(PY) -m fcnlab.bench.gpu_check
+	$(VENV)/bin/fcnlab-gpu-check
 
 clean:  ## remove generated data, runs and results (keeps .venv)
 	rm -rf data outputs multirun results/runs lightning_logs wandb .pytest_cache

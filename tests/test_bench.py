@@ -1,4 +1,4 @@
-"""``python -m fcnlab.bench``: a quick run's JSON schema, FLOP counting, ratios, bad input, torchfcn stub.
+"""``fcnlab-bench``: a quick run's JSON schema, FLOP counting, ratios, bad input, torchfcn stub.
 
 No timing is asserted anywhere: speed targets are reported by the bench itself, never tested.
 """
@@ -16,8 +16,8 @@ import torch
 from torch import nn
 
 from fcnlab.bench import measure, report
-from fcnlab.bench.__main__ import main
 from fcnlab.bench.peers import build_peer, import_torchfcn
+from fcnlab.cli.bench import main
 
 ROW_KEYS = {
     "impl",

@@ -18,7 +18,7 @@ from omegaconf import OmegaConf, open_dict
 from fcnlab.data.classes import VOID
 from fcnlab.data.sampling import ShardSampler
 from fcnlab.data.voc import load_sample, protocol_samples
-from fcnlab.eval import evaluate
+from fcnlab.inference.evaluate import evaluate
 from fcnlab.training.distributed import rank_command
 from test_train import make_cfg, train_command
 

@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from fcnlab.errors import FCNLabError
-from fcnlab.export import export
-from fcnlab.predict import normalize
+from fcnlab.inference.export import export
+from fcnlab.inference.predict import normalize
 from fcnlab.training import load_module
 
 onnx = pytest.importorskip("onnx")
@@ -87,7 +87,7 @@ def test_bad_options(checkpoints, tmp_path):
 
 def test_unknown_format_exits_2_with_one_line(tmp_path):
     script = Path(sys.executable).parent / "fcnlab-export"
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "fcnlab.export"]
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "fcnlab.cli.export"]
     args = ["ckpt=/nonexistent.ckpt", "format=tflite", f"hydra.run.dir={tmp_path / 'job'}"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run([*command, *args], capture_output=True, text=True, timeout=120, env=env)

@@ -13,12 +13,12 @@ from PIL import Image
 
 from fcnlab.data.input_space import INPUT_SPACES, resolve_input_space
 from fcnlab.errors import FCNLabError
-from fcnlab.eval import evaluate
+from fcnlab.inference.evaluate import evaluate
+from fcnlab.inference.predict import predict
 from fcnlab.models import create_model
 from fcnlab.models.weights import VGG16_CAFFE_FILE, imagenet_weights_path
-from fcnlab.predict import predict
-from fcnlab.train import model_kwargs, train
 from fcnlab.training import FCNModule, load_module
+from fcnlab.training.run import model_kwargs, train
 from test_predict import make_cfg, tiny_checkpoint
 from test_train import make_cfg as train_cfg
 from test_train import tiny_overrides
@@ -92,7 +92,7 @@ def test_caffe_checkpoint_is_fed_caffe_input_by_predict_export_and_eval(tmp_path
     assert not (rgb_labels[0].argmax(0).numpy() == expected).all()  # the space matters here
 
     pytest.importorskip("onnxruntime")
-    from fcnlab.export import export
+    from fcnlab.inference.export import export
 
     out = export(make_cfg("export", [f"ckpt={ckpt}", f"output={tmp_path / 'm.onnx'}"], tmp_path))
     sidecar = json.loads(Path(out["path"] + ".json").read_text())["input"]

@@ -21,10 +21,10 @@ from omegaconf import open_dict
 from PIL import Image
 from torch.utils.data import DataLoader, TensorDataset
 
+from fcnlab.config import CONF_DIR
 from fcnlab.data.classes import voc_palette
 from fcnlab.errors import FCNLabError
-from fcnlab.predict import predict, read_image, save_png
-from fcnlab.train import CONF_DIR
+from fcnlab.inference.predict import predict, read_image, save_png
 from fcnlab.training import FCNModule
 
 NUM_CLASSES = 21
@@ -141,7 +141,7 @@ def test_console_script_reports_and_exits_2(ckpt, tmp_path):
     rgb(45, 61).save(src / "good.png")
     (src / "bad.jpg").write_bytes(b"junk")
     script = Path(sys.executable).parent / "fcnlab-predict"
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "fcnlab.predict"]
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "fcnlab.cli.predict"]
     args = [f"ckpt={ckpt}", f"input={src}", f"output={tmp_path / 'out'}", f"hydra.run.dir={tmp_path / 'job'}"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run([*command, *args], capture_output=True, text=True, timeout=120, env=env)

@@ -23,9 +23,9 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def fcnlab_train() -> list[str]:
-    """The console script, as the README calls it (``python -m fcnlab.train`` if not installed)."""
+    """The console script, as the README calls it (``python -m fcnlab.cli.train`` if not installed)."""
     script = Path(sys.executable).with_name("fcnlab-train")
-    return [str(script)] if script.is_file() else [sys.executable, "-m", "fcnlab.train"]
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "fcnlab.cli.train"]
 
 
 def readme_command(prefix: str) -> list[str]:

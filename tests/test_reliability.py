@@ -30,11 +30,11 @@ from PIL import Image
 
 from fcnlab.data.voc import load_mask, load_sample, protocol_samples
 from fcnlab.errors import FCNLabError
-from fcnlab.export import export
+from fcnlab.inference.export import export
+from fcnlab.inference.predict import list_inputs, plan_outputs, read_image
 from fcnlab.models.vgg import VGGClassifier, vgg16_tiny_spec
-from fcnlab.predict import list_inputs, plan_outputs, read_image
-from fcnlab.train import train
 from fcnlab.training import FCNModule, load_module
+from fcnlab.training.run import train
 from test_train import make_cfg, tiny_overrides
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "reliability.md"
@@ -62,7 +62,7 @@ def first_val(root: Path) -> tuple[str, Path, Path]:
 
 
 def cli_first_line(tmp_path: Path, *args: str) -> str:
-    cmd = [sys.executable, "-m", "fcnlab.train", f"paths.root_dir={tmp_path}", *args]
+    cmd = [sys.executable, "-m", "fcnlab.cli.train", f"paths.root_dir={tmp_path}", *args]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert proc.returncode != 0
     return proc.stderr.strip().splitlines()[0]
@@ -276,7 +276,7 @@ def r45_resume_checkpoint_not_from_training(data: Path, tmp: Path) -> str:
 
 
 def r46_report_on_runs_with_the_same_seed(data: Path, tmp: Path) -> str:
-    from fcnlab.report import build_report
+    from fcnlab.cli.report import build_report
 
     for job, iu in (("0_fcn8s_seed0", 0.5), ("1_fcn8s_seed0", 0.6)):  # a sweep over optimizer.lr, say
         fake_job(tmp / "sweep" / job, "fcn8s", 0, mean_iu=iu)
@@ -338,12 +338,12 @@ def r36_second_process_on_one_run_dir(data: Path, tmp: Path) -> str:
         f"+callbacks.marker.path={marker}",
         "+callbacks.marker.pause=30",  # the first run sits in its first step meanwhile
     ]
-    first = start([sys.executable, "-m", "fcnlab.train", f"paths.root_dir={tmp}", *args], tmp)
+    first = start([sys.executable, "-m", "fcnlab.cli.train", f"paths.root_dir={tmp}", *args], tmp)
     try:
         wait_for(lambda: step_of(marker) >= 0, first)
         before = sorted(p.name for p in (tmp / "run").iterdir())
         second = subprocess.run(
-            [sys.executable, "-m", "fcnlab.train", f"paths.root_dir={tmp}", *args],
+            [sys.executable, "-m", "fcnlab.cli.train", f"paths.root_dir={tmp}", *args],
             capture_output=True,
             text=True,
             timeout=300,
@@ -392,7 +392,7 @@ def fake_job(job: Path, variant: str, seed: int, mode: str = "MULTIRUN", mean_iu
 
 
 def r39_report_on_single_runs(data: Path, tmp: Path) -> str:
-    from fcnlab.report import build_report
+    from fcnlab.cli.report import build_report
 
     for name, iu in (("run_a", 0.5), ("run_b", 0.6)):
         fake_job(tmp / "outputs" / "train" / name, "fcn8s", 0, mode="RUN", mean_iu=iu)
@@ -403,7 +403,7 @@ def r39_report_on_single_runs(data: Path, tmp: Path) -> str:
 
 
 def r40_report_skips_a_damaged_results_file(data: Path, tmp: Path) -> str:
-    from fcnlab.report import build_report
+    from fcnlab.cli.report import build_report
 
     fake_job(tmp / "sweep" / "fcn32s_seed0", "fcn32s", 0)
     fake_job(tmp / "sweep" / "fcn8s_seed0", "fcn8s", 0)
@@ -564,7 +564,7 @@ def r87_verify_voc_without_nets(data: Path, tmp: Path) -> str:
     import contextlib
     import io
 
-    from fcnlab.verify import main as verify_main
+    from fcnlab.cli.verify import main as verify_main
 
     err = io.StringIO()
     with contextlib.redirect_stderr(err):

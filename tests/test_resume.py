@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from fcnlab.data.datamodule import SegmentationDataModule
-from fcnlab.train import train
+from fcnlab.training.run import train
 from test_train import make_cfg, tiny_overrides, train_command
 
 HELPERS = Path(__file__).parent / "helpers"

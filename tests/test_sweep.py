@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fcnlab.report import build_report
+from fcnlab.cli.report import build_report
 from test_train import train_command
 
 
@@ -19,7 +19,7 @@ def run_sweep(sweep_dir: Path, data_root: str, tmp_path: Path, *extra: str) -> s
     cmd = [
         sys.executable,
         "-m",
-        "fcnlab.train",
+        "fcnlab.cli.train",
         "-m",
         "--config-name",
         "table2",

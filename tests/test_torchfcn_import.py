@@ -13,14 +13,14 @@ from PIL import Image
 from torch import nn
 
 from fcnlab.bench.peers import import_torchfcn
+from fcnlab.cli.verify import main as verify_main
 from fcnlab.data.input_space import INPUT_SPACES
 from fcnlab.errors import FCNLabError
-from fcnlab.eval import evaluate
+from fcnlab.inference.evaluate import evaluate
+from fcnlab.inference.predict import predict
 from fcnlab.models import create_model, load_staged
 from fcnlab.models.weights import TORCHFCN_FILES, read_checkpoint, stored_input_space
-from fcnlab.predict import predict
 from fcnlab.training import load_module
-from fcnlab.verify import main as verify_main
 from test_predict import make_cfg
 
 CLASSES = {"fcn32s": "FCN32s", "fcn16s": "FCN16s", "fcn8s": "FCN8s", "fcn8s_atonce": "FCN8sAtOnce"}

@@ -16,11 +16,12 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf, open_dict
 
+from fcnlab.config import CONF_DIR
 from fcnlab.errors import FCNLabError
-from fcnlab.eval import evaluate
+from fcnlab.inference.evaluate import evaluate
 from fcnlab.models import create_model
 from fcnlab.models.vgg import VGGClassifier, backbone_spec, vgg16_tiny_spec
-from fcnlab.train import CONF_DIR, model_kwargs, train
+from fcnlab.training.run import model_kwargs, train
 from fcnlab.training.wandb_media import finish_wandb
 
 EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
@@ -55,12 +56,12 @@ def tiny_overrides(data_root: str, *extra: str) -> list[str]:
 
 
 def train_command(data_root: str, tmp_path: Path, *extra: str, multirun: bool = False) -> list[str]:
-    """``python -m fcnlab.train`` on the tiny data, for tests that need a real process (kill, DDP, sweep)."""
+    """``python -m fcnlab.cli.train`` on the tiny data, for tests that need a real process (kill, DDP)."""
     mode = ["-m"] if multirun else []
     return [
         sys.executable,
         "-m",
-        "fcnlab.train",
+        "fcnlab.cli.train",
         *mode,
         f"paths.root_dir={tmp_path}",
         *tiny_overrides(data_root),
@@ -365,7 +366,7 @@ def test_each_logger_records_the_run(logger, tiny_data, tmp_path, monkeypatch):
     ],
 )
 def test_scalar_option_of_wrong_type_or_range_is_one_line_naming_it(override, option, tmp_path):
-    from fcnlab.train import check_config
+    from fcnlab.training.run import check_config
 
     cfg = make_cfg("train", [override], tmp_path)
     with pytest.raises(FCNLabError) as info:
@@ -377,13 +378,13 @@ def test_scalar_option_of_wrong_type_or_range_is_one_line_naming_it(override, op
     "override", ["trainer.max_epochs=-1", "data.crop_size=null", "data.num_workers=null"]
 )
 def test_scalar_options_that_mean_no_limit_are_accepted(override, tmp_path):
-    from fcnlab.train import check_config
+    from fcnlab.training.run import check_config
 
     check_config(make_cfg("train", [override, "trainer.max_steps=10"], tmp_path))
 
 
 def test_init_from_a_folder_without_a_checkpoint_says_what_to_give(tmp_path):
-    from fcnlab.train import check_config
+    from fcnlab.training.run import check_config
 
     cfg = make_cfg("train", [f"init_from={tmp_path}"], tmp_path)
     with pytest.raises(FCNLabError, match=r"is a folder, not a checkpoint file; give the checkpoint file"):

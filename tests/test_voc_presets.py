@@ -80,7 +80,7 @@ def fcnlab_train(
     cmd = [
         sys.executable,
         "-m",
-        "fcnlab.train",
+        "fcnlab.cli.train",
         *mode,
         "--config-name",
         "table2",

@@ -13,13 +13,13 @@ import pytest
 from lightning import Trainer
 from lightning.pytorch.callbacks import ProgressBar, RichProgressBar
 
-from fcnlab.train import train
 from fcnlab.training.callbacks import (
     EpochLineProgressBar,
     EpochSummaryLogger,
     interactive_terminal,
     progress_callbacks,
 )
+from fcnlab.training.run import train
 from fcnlab.training.wandb_media import finish_wandb, sweep_group
 from test_train import make_cfg, tiny_overrides
 
@@ -172,13 +172,13 @@ def test_a_second_job_in_one_process_gets_its_own_run(offline_wandb, tiny_data, 
 
 @pytest.mark.slow
 def test_multirun_is_one_group_of_runs_and_report_joins_it(offline_wandb, tiny_data, tmp_path):
-    from fcnlab.report import main as report_main
+    from fcnlab.cli.report import main as report_main
 
     sweep = tmp_path / "sweep"
     cmd = [
         sys.executable,
         "-m",
-        "fcnlab.train",
+        "fcnlab.cli.train",
         "-m",
         "model=fcn32s,fcn16s",
         "logger=wandb",

@@ -1,4 +1,4 @@
-"""``python -m fcnlab.bench.gpu_check`` (``make gpu-check``): the real-data presets on a GPU, measured.
+"""``fcnlab-gpu-check`` (``make gpu-check``): the real-data presets on a GPU, measured.
 
 On a CUDA machine, on a generated VOC2011 + SBD tree of VOC-size images (333-500 px a side) and a
 random VGG16 saved under the ImageNet weights' file names (speed and memory do not depend on the
@@ -19,13 +19,10 @@ tiny images (the test suite does, so the plumbing is checked where no GPU is).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -189,7 +186,7 @@ def train_run(
         *plan.extra,
         *extra,
     ]
-    run_entry("fcnlab.train", args, work, name)
+    run_entry("fcnlab.cli.train", args, work, name)
     return json.loads(out.read_text())
 
 
@@ -297,7 +294,7 @@ def check(plan: Plan, work: Path) -> dict:
         f"hydra.run.dir={work / 'eval'}",
         f"paths.root_dir={work}",
     ]
-    seconds = run_entry("fcnlab.eval", eval_args, work, "eval")
+    seconds = run_entry("fcnlab.cli.eval", eval_args, work, "eval")
     print(
         f"fcnlab-eval on {n_val} images: {seconds:.1f} s wall (process start included), "
         f"{n_val / seconds:.1f} images/s"
@@ -309,38 +306,3 @@ def check(plan: Plan, work: Path) -> dict:
         eval={"images": n_val, "seconds": seconds, "images_per_s": n_val / seconds},
     )
     return results
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", default="results/gpu_check.json", help="where the figures go (JSON)")
-    p.add_argument("--smoke", action="store_true", help="every step on the CPU, tiny backbone and images")
-    p.add_argument(
-        "--keep", action="store_true", help="keep the work folder (data, runs, ~GB of checkpoints)"
-    )
-    args = p.parse_args(argv)
-    if not args.smoke and not torch.cuda.is_available():
-        print("gpu-check: no CUDA device here (torch.cuda.is_available() is False); nothing measured")
-        return 0
-    plan = Plan.smoke() if args.smoke else Plan.gpu()
-    work = Path(tempfile.mkdtemp(prefix="fcnlab_gpu_check_"))
-    try:
-        if torch.cuda.is_available() and not args.smoke:
-            print(f"gpu-check on {torch.cuda.get_device_name()} (work folder {work})", flush=True)
-        results = check(plan, work)
-    except CheckFailed as e:
-        print(f"gpu-check failed: {e}", file=sys.stderr)
-        return 1
-    finally:
-        if not args.keep:
-            shutil.rmtree(work, ignore_errors=True)
-    from fcnlab.runinfo import hardware, versions, write_json
-
-    results.update(hardware=hardware(), versions=versions())
-    write_json(Path(args.out), results)
-    print(f"figures written to {args.out}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

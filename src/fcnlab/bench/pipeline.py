@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from fcnlab.bench.measure import median, time_calls
-from fcnlab.data.throughput import compose_train_config, loader_images_per_s
+from fcnlab.config import compose_train_config
+from fcnlab.data.throughput import loader_images_per_s
 
 
 def default_throughput(overrides: list[str], reps: int) -> dict:
@@ -26,8 +27,8 @@ def default_throughput(overrides: list[str], reps: int) -> dict:
     from fcnlab.data.classes import VOID
     from fcnlab.data.transforms import pad_collate
     from fcnlab.models import create_model
-    from fcnlab.train import model_kwargs
     from fcnlab.training.optim import build_optimizer
+    from fcnlab.training.run import model_kwargs
 
     cfg = compose_train_config(overrides, job="bench")
     datamodule = instantiate(cfg.data, _convert_="all")

@@ -115,7 +115,7 @@ class SegmentationDataModule(L.LightningDataModule):
     def prepare_data(self) -> None:
         # Runs on one process per node before setup(): the only place that writes the dataset.
         if self.generate is not None:
-            from fcnlab.data import synthetic  # imported here: `python -m fcnlab.data.synthetic` stays clean
+            from fcnlab.data import synthetic  # imported here: only when generating
 
             synthetic.generate(self.root, synthetic.SyntheticConfig(**self.generate))
 

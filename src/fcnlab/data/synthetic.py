@@ -14,12 +14,11 @@ loaders read it as they read the real archives. It is built so the paper's effec
 Generation is deterministic from the seed (each image from its own child seed), atomic (built in a
 temporary folder, then renamed) and a no-op when the same settings are already on disk.
 
-    python -m fcnlab.data.synthetic --root data/shapes
+    fcnlab-data generate --root data/shapes
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -364,25 +363,3 @@ def generate(root: str | os.PathLike, cfg: SyntheticConfig | None = None, worker
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return root
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--root", required=True, help="output folder (created)")
-    for field, default in asdict(SyntheticConfig()).items():
-        kind = (lambda s: s.lower() in ("1", "true", "yes")) if isinstance(default, bool) else type(default)
-        parser.add_argument(f"--{field.replace('_', '-')}", type=kind, default=default)
-    parser.add_argument("--workers", type=int, default=None)
-    args = vars(parser.parse_args(argv))
-    root, workers = args.pop("root"), args.pop("workers")
-    start = time.perf_counter()
-    try:
-        out = generate(root, SyntheticConfig(**args), workers)
-    except FCNLabError as e:
-        raise SystemExit(f"error: {e}") from None
-    size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
-    print(f"{out}: {size / 2**20:.1f} MiB, {time.perf_counter() - start:.1f} s")
-
-
-if __name__ == "__main__":
-    main()

@@ -122,7 +122,7 @@ def compare_with_official_seg11valid(root: Path, ids: list[str]) -> None:
 
     A generated tree (fcnlab.data.synthetic's manifest at its root) has its own ids and is not compared.
     """
-    from fcnlab.data.synthetic import MANIFEST  # here: `python -m fcnlab.data.synthetic` stays clean
+    from fcnlab.data.synthetic import MANIFEST  # imported here: only real trees need it
 
     if (root / MANIFEST).is_file():
         return

@@ -27,7 +27,7 @@ def rank_command(local_rank: int) -> tuple[list[str], str]:
     from hydra.utils import get_original_cwd
 
     hc = HydraConfig.get()
-    command = [sys.executable, "-m", "fcnlab.train", "--config-name", hc.job.config_name]
+    command = [sys.executable, "-m", "fcnlab.cli.train", "--config-name", hc.job.config_name]
     command += list(hc.overrides.task)
     if hc.mode == RunMode.MULTIRUN:
         command.append(f"hydra.sweep.dir={hc.sweep.dir}")
@@ -70,11 +70,3 @@ def ddp_job_scope() -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-
-
-def rank_suffix() -> str:
-    """``""`` on rank 0 (or without DDP), ``_rank<N>`` elsewhere: per-rank log file names."""
-    for var in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
-        if os.environ.get(var, "0") not in ("", "0"):
-            return f"_rank{os.environ[var]}"
-    return ""

@@ -132,7 +132,7 @@ class FCNModule(L.LightningModule):
                 self.log(f"val_iu/{name}", iu, sync_dist=True)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        # The resolved config and git sha travel with every checkpoint (set by fcnlab.train).
+        # The resolved config and git sha travel with every checkpoint (set by fcnlab.training.run).
         checkpoint["fcnlab"] = getattr(self, "run_info", {})
 
     def configure_optimizers(self):

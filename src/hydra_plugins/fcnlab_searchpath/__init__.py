@@ -1,11 +1,13 @@
-"""Puts the repository's ``sweeps/`` on Hydra's config search path (``--config-name table2``)."""
+"""Puts fcnlab's ``sweeps/`` on Hydra's config search path (``--config-name table2``).
 
-from pathlib import Path
+Importing ``fcnlab.config`` also registers fcnlab's resolvers, so any Hydra app (a CLI, a test's
+``compose()``) can resolve fcnlab's configs.
+"""
 
 from hydra.core.config_search_path import ConfigSearchPath
 from hydra.plugins.search_path_plugin import SearchPathPlugin
 
-SWEEPS_DIR = Path(__file__).resolve().parents[3] / "sweeps"
+from fcnlab.config import SWEEPS_DIR
 
 
 class FCNLabSearchPathPlugin(SearchPathPlugin):

@@ -1,8 +1,8 @@
-"""``python -m fcnlab.bench``: FCN-32s/16s/8s beside torchfcn and this machine's peak (``make bench``).
+"""``fcnlab-bench``: FCN-32s/16s/8s beside torchfcn and this machine's peak (``make bench``).
 
-python -m fcnlab.bench                                   # the full run -> results/bench.json
-python -m fcnlab.bench --quick --sizes 64x64 --models fcn8s --peers
-python -m fcnlab.bench --device cuda --bf16              # where a GPU is lent
+fcnlab-bench                                   # the full run -> results/bench.json
+fcnlab-bench --quick --sizes 64x64 --models fcn8s --peers
+fcnlab-bench --device cuda --bf16              # where a GPU is lent
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""``python -m fcnlab.verify --voc /data/voc`` (``make verify-voc VOC=/data/voc``): check your data first.
+"""``fcnlab-verify --voc /data/voc`` (``make verify-voc VOC=/data/voc``): check your data first.
 
 Evaluates, with ``fcnlab-eval`` on seg11valid, whichever of the reference release's trained nets
 (torchfcn's converted files: ``fcn32s_from_caffe.pth``, ``fcn16s_from_caffe.pth``,
@@ -45,7 +45,7 @@ def evaluate_net(variant: str, path: Path, voc: str, out: Path, extra: list[str]
     cmd = [
         sys.executable,
         "-m",
-        "fcnlab.eval",
+        "fcnlab.cli.eval",
         f"ckpt={path}",
         "data=voc_sbd",
         f"data.root={voc}",
@@ -76,7 +76,7 @@ def report_line(variant: str, path: Path, result: dict, tolerance: float) -> tup
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m fcnlab.verify", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="fcnlab-verify", description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--voc", required=True, help="data.root: holds VOCdevkit/VOC2011 and benchmark_RELEASE"
     )

@@ -1,25 +1,19 @@
-"""``fcnlab-eval ckpt=<checkpoint> [data=...]``: evaluate a trained FCN on a protocol's val split.
+"""Evaluate a trained FCN on a protocol's val split: the four metrics and per-class IU.
 
-Prints pixel accuracy, mean accuracy, mean IU, frequency-weighted IU and per-class IU as a table
-(one confusion matrix over the whole split, as training's validation). The data is fed in the
+One confusion matrix over the whole split, as training's validation. The data is fed in the
 checkpoint's input space (stored in it; caffe for a torchfcn file), whatever the data config says.
-A torchfcn FCN state dict (``fcn8s_from_caffe.pth`` …) is evaluated as it is; ``model.name=fcn8s_atonce``
-names the at-once net, whose keys are FCN-8s's.
 """
 
 from __future__ import annotations
 
 import math
-import sys
 from pathlib import Path
 
-import hydra
 import torch
 from omegaconf import DictConfig
 
 from fcnlab.errors import FCNLabError
 from fcnlab.runinfo import write_json
-from fcnlab.train import CONF_DIR
 
 
 def evaluate(cfg: DictConfig) -> dict:
@@ -59,20 +53,3 @@ def format_table(result: dict) -> str:
         f"{k:<22} {'—' if math.isnan(v) else f'{100 * v:.1f}':>6}" for k, v in result["per_class_iu"].items()
     ]
     return "\n".join(lines)
-
-
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="eval")
-def main(cfg: DictConfig) -> None:
-    try:
-        result = evaluate(cfg)
-    except FCNLabError as e:
-        print(
-            f"error: {str(e).strip().splitlines()[-1].removeprefix('fcnlab.errors.FCNLabError: ')}",
-            file=sys.stderr,
-        )
-        sys.exit(2)
-    print(format_table(result))
-
-
-if __name__ == "__main__":
-    main()

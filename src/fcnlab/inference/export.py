@@ -23,22 +23,19 @@ import io
 import logging
 import os
 import re
-import sys
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
-import hydra
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from fcnlab.data.input_space import InputSpace
-from fcnlab.errors import FCNLabError
-from fcnlab.predict import normalize, one_line
+from fcnlab.errors import FCNLabError, one_line
+from fcnlab.inference.predict import normalize
 from fcnlab.runinfo import git_sha, write_json
-from fcnlab.train import CONF_DIR
 
 FORMATS = ("onnx",)
 EXPORTERS = ("dynamo", "torchscript")
@@ -291,21 +288,3 @@ def export(cfg: DictConfig) -> dict:
     }
     write_json(target.with_name(target.name + ".json"), sidecar)
     return {**sidecar, "path": str(target)}
-
-
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="export")
-def main(cfg: DictConfig) -> None:
-    try:
-        result = export(cfg)
-    except FCNLabError as e:
-        print(f"error: {one_line(e)}", file=sys.stderr)
-        sys.exit(2)
-    print(
-        f"exported {result['model']} to {result['path']} (opset {result['opset']}, {result['exporter']}); "
-        f"max |onnx - torch| {result['max_abs_diff']:.1e} on {len(result['checks'])} sizes; "
-        f"sidecar {result['path']}.json"
-    )
-
-
-if __name__ == "__main__":
-    main()

@@ -1,75 +1,31 @@
-"""Train and evaluate one FCN variant, configured by Hydra (``conf/train.yaml``).
-
-    fcnlab-train                                   # tiny FCN-8s on the generated data, CPU
-    fcnlab-train model=fcn16s init_from=<fcn32s best.ckpt>
-    fcnlab-train data=voc_sbd data.root=/data/voc experiment=table2_voc trainer=gpu
-    fcnlab-train -m model=fcn32s,fcn16s seed=0,1   # a multirun sweep
+"""One training job, as ``fcnlab-train`` runs it (``fcnlab.cli.train``): check the config, own the
+job's folder, fit, re-validate the best checkpoint and write ``results.json``.
 
 Writes into the job's output dir: ``checkpoints/{best,last}.ckpt``, logs, the split lists used and
 ``results.json`` (the best checkpoint's four metrics, per-class IU, init, seed, wall time, git sha),
-which ``fcnlab-report`` reads. Returns ``optimized_metric`` to a sweeper.
+which ``fcnlab-report`` reads.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
-import os
-import sys
 import time
-import warnings
 from pathlib import Path
 
-import hydra
 import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from fcnlab.config import rank_suffix
 from fcnlab.errors import FCNLabError
 from fcnlab.models.vgg import backbone_options
 from fcnlab.rundir import lock_run_dir, may_record_failure, read_checkpoint, resumable_last, unlock_run_dir
 from fcnlab.runinfo import git_sha, hardware, versions, write_json
-from fcnlab.training.distributed import ddp_job_scope, rank_suffix, use_job_commands_for_ranks
+from fcnlab.training.distributed import use_job_commands_for_ranks
 
 log = logging.getLogger("fcnlab.train")
-# Quiet two messages Lightning prints in every job of a sweep and that say nothing about the run.
-warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
-# conf/hydra/launcher/submitit_*.yaml fill the submitit plugin's schema of the same name on purpose
-# (so `hydra/launcher=submitit_slurm` is sized from `cluster:`); Hydra validates them and says so.
-warnings.filterwarnings("ignore", message=r"(?s).*validated against ConfigStore schema with the same name")
-for _name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
-    logging.getLogger(_name).addFilter(lambda record: "litlogger" not in record.getMessage())
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
-
-
-def _stage_checkpoint(sweep_dir: str, parent: str | None, seed: int) -> str | None:
-    """Staged init inside a sweep: the parent variant's best checkpoint, same seed (None: no parent)."""
-    if parent in (None, "", "null", "None"):
-        return None
-    return f"{sweep_dir}/{parent}_seed{seed}/checkpoints/best.ckpt"
-
-
-def _launch_cwd() -> str:
-    """Where the command was started: Hydra's ``runtime.cwd`` once it is set, else the process's cwd.
-
-    ``hydra.sweep.dir`` and the run dir are resolved (by the launcher, by ``OutputDirCheck``) before
-    Hydra sets its config, where ``${hydra:runtime.cwd}`` cannot resolve yet.
-    """
-    if HydraConfig.initialized():
-        cwd = HydraConfig.get().runtime.get("cwd")
-        if cwd:
-            return str(cwd)
-    return os.getcwd()
-
-
-OmegaConf.register_new_resolver("fcnlab_cwd", _launch_cwd, replace=True)
-OmegaConf.register_new_resolver("fcnlab_pid", lambda: str(os.getpid()), use_cache=True, replace=True)
-OmegaConf.register_new_resolver("fcnlab_mul", lambda a, b: type(a)(a * b), replace=True)
-OmegaConf.register_new_resolver("fcnlab_stage_checkpoint", _stage_checkpoint, replace=True)
-OmegaConf.register_new_resolver("fcnlab_rank_suffix", rank_suffix, replace=True)
 
 
 def model_kwargs(model_cfg: DictConfig | dict) -> dict:
@@ -388,34 +344,3 @@ def fail_record(cfg: DictConfig, error: str) -> None:
         )
     except Exception:
         pass
-
-
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
-def main(cfg: DictConfig) -> float:
-    try:
-        with ddp_job_scope():  # a multirun's next job starts its own DDP ranks
-            results = train(cfg)
-    except FCNLabError as e:
-        message = str(e).strip().splitlines()[-1].removeprefix("fcnlab.errors.FCNLabError: ")
-        fail_record(cfg, message)
-        if HydraConfig.get().mode == RunMode.MULTIRUN:
-            raise  # this job fails; the sweep goes on and the report marks the row
-        print(f"error: {message}", file=sys.stderr)
-        sys.exit(2)
-    finally:
-        if "wandb" in sys.modules:
-            from fcnlab.training.wandb_media import finish_wandb
-
-            finish_wandb()  # a failed job must not leave its run open for the next one; prints `wandb sync`
-    value = results["metrics"].get(cfg.optimized_metric.removeprefix("val/"), math.nan)
-    log.info(
-        "%s seed %s: %s",
-        results["variant"],
-        results["seed"],
-        ", ".join(f"{k} {100 * v:.1f}" for k, v in results["metrics"].items()),
-    )
-    return value
-
-
-if __name__ == "__main__":
-    main()

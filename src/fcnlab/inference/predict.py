@@ -22,7 +22,6 @@ import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import hydra
 import numpy as np
 import torch
 from omegaconf import DictConfig
@@ -32,18 +31,11 @@ from fcnlab.data.classes import voc_palette
 from fcnlab.data.input_space import InputSpace
 from fcnlab.data.transforms import eval_transform
 from fcnlab.data.voc import rgb_pixels
-from fcnlab.errors import FCNLabError
+from fcnlab.errors import FCNLabError, one_line
 from fcnlab.runinfo import write_json
-from fcnlab.train import CONF_DIR
 
 IMAGE_SUFFIXES = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".ppm", ".tif", ".tiff", ".webp")
 OVERLAY_DIR = "overlay"
-
-
-def one_line(error: BaseException) -> str:
-    """The last line of an error's message, for the ``error: ...`` line on stderr."""
-    lines = str(error).strip().splitlines() or [type(error).__name__]
-    return lines[-1].removeprefix("fcnlab.errors.FCNLabError: ")
 
 
 def normalize(images: torch.Tensor, space: str | dict | InputSpace | None) -> torch.Tensor:
@@ -303,19 +295,3 @@ def summary(record: dict) -> str:
     if record["ignored_files"]:
         line += f"; {record['ignored_files']} non-image file(s) ignored"
     return line
-
-
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="predict")
-def main(cfg: DictConfig) -> None:
-    try:
-        record = predict(cfg)
-    except FCNLabError as e:
-        _stderr(one_line(e))
-        sys.exit(2)
-    print(summary(record))
-    if record["errors"]:
-        sys.exit(2)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,6 +1,6 @@
-"""``python -m fcnlab.models``: parameters and forward time of every registered model.
+"""``fcnlab-models``: parameters and forward time of every registered model.
 
-python -m fcnlab.models --height 375 --width 500 --repeats 3
+fcnlab-models --height 375 --width 500 --repeats 3
 """
 
 from __future__ import annotations

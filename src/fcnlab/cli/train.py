@@ -1,0 +1,56 @@
+"""``fcnlab-train``: train and evaluate one FCN variant, configured by Hydra (``conf/train.yaml``).
+
+    fcnlab-train                                   # tiny FCN-8s on the generated data, CPU
+    fcnlab-train model=fcn16s init_from=<fcn32s best.ckpt>
+    fcnlab-train data=voc_sbd data.root=/data/voc experiment=table2_voc trainer=gpu
+    fcnlab-train -m model=fcn32s,fcn16s seed=0,1   # a multirun sweep
+
+Returns ``optimized_metric`` to a sweeper (Optuna).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from fcnlab.config import CONF_DIR
+from fcnlab.errors import FCNLabError, one_line
+from fcnlab.training.distributed import ddp_job_scope
+from fcnlab.training.run import fail_record, train
+
+log = logging.getLogger("fcnlab.train")
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
+def main(cfg: DictConfig) -> float:
+    try:
+        with ddp_job_scope():  # a multirun's next job starts its own DDP ranks
+            results = train(cfg)
+    except FCNLabError as e:
+        fail_record(cfg, one_line(e))
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            raise  # this job fails; the sweep goes on and the report marks the row
+        print(f"error: {one_line(e)}", file=sys.stderr)
+        sys.exit(2)
+    finally:
+        if "wandb" in sys.modules:
+            from fcnlab.training.wandb_media import finish_wandb
+
+            finish_wandb()  # a failed job must not leave its run open for the next one; prints `wandb sync`
+    log.info(
+        "%s seed %s: %s",
+        results["variant"],
+        results["seed"],
+        ", ".join(f"{k} {100 * v:.1f}" for k, v in results["metrics"].items()),
+    )
+    return results["metrics"].get(cfg.optimized_metric.removeprefix("val/"), math.nan)
+
+
+if __name__ == "__main__":
+    main()
