@@ -161,6 +161,7 @@ def train(cfg: DictConfig) -> dict:
     from fcnlab.models.weights import read_checkpoint, stored_input_space
     from fcnlab.training import FCNModule
     from fcnlab.training.callbacks import progress_callbacks
+    from fcnlab.training.figure_panels import write_figure_panels
 
     start = time.perf_counter()
     torch.set_flush_denormal(True)  # random-init nets on CPU can crawl on denormal floats
@@ -213,6 +214,8 @@ def train(cfg: DictConfig) -> dict:
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     if best:  # the reported numbers are the best checkpoint's, re-measured in full
         trainer.validate(module, datamodule=datamodule, ckpt_path=best, verbose=False)
+        if trainer.is_global_zero:  # the report's Figure-4 panels, drawn by these (best) weights
+            write_figure_panels(module, datamodule, out_dir, variant=cfg.model.variant, checkpoint=best)
     scores = module.last_scores
     results = {
         "variant": cfg.model.variant,
