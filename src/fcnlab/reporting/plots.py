@@ -101,7 +101,8 @@ def training_curves(records: list[dict], path: Path) -> None:
             ax_iu.plot(*zip(*iu, strict=False), marker=".", label=label)
     ax_loss.set(xlabel="epoch", ylabel="train loss", title="training loss")
     ax_iu.set(xlabel="epoch", ylabel="val mean IU %", title="validation mean IU")
-    ax_iu.legend(fontsize=7)
+    if ax_iu.get_legend_handles_labels()[0]:  # no job logged a val score: no legend to draw
+        ax_iu.legend(fontsize=7)
     fig.tight_layout()
     save_figure(fig, path, dpi=110)
     plt.close(fig)
@@ -111,10 +112,17 @@ FIGURE4_VARIANTS = {"fcn32s": "FCN-32s", "fcn16s": "FCN-16s", "fcn8s": "FCN-8s"}
 
 
 def _panel_index(record: dict) -> dict | None:
-    """A job's ``figure4/index.json`` (written by fcnlab-train); None: it has none, or unreadable."""
+    """A job's ``figure4/index.json`` (written by fcnlab-train); None: it has none, or unreadable.
+
+    Adds ``rgb``: the palette as a (256, 3) uint8 array.
+    """
     try:
-        return json.loads((Path(record["job_dir"]) / "figure4" / "index.json").read_text())
-    except (OSError, ValueError):
+        index = json.loads((Path(record["job_dir"]) / "figure4" / "index.json").read_text())
+        rgb = [[int(c[k : k + 2], 16) for k in (1, 3, 5)] for c in index["palette"]]
+        files = {k: str(index["files"][k]) for k in ("image", "truth", "prediction")}
+        ids = [str(i) for i in index["ids"]]
+        return {**index, "ids": ids, "files": files, "rgb": np.asarray(rgb, dtype=np.uint8)}
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
         return None
 
 
@@ -143,19 +151,23 @@ def figure4(records: list[dict], path: Path) -> str | None:
     ref_dir, ref = Path(chosen["fcn8s"][0]["job_dir"]) / "figure4", chosen["fcn8s"][1]
     if any(ix["ids"] != ref["ids"] for _, ix in chosen.values()):
         return "the fcn32s, fcn16s and fcn8s jobs drew their panels on different images (not the same data?)"
-    palette = np.asarray([[int(c[k : k + 2], 16) for k in (1, 3, 5)] for c in ref["palette"]], np.uint8)
-    files = ref["files"]
-    ids = ref["ids"]
-    fig, axes = plt.subplots(len(ids), 5, figsize=(11, 2.3 * len(ids)), squeeze=False)
-    for i, image_id in enumerate(ids):
-        panels = [
-            _read_png(ref_dir / files["image"].format(id=image_id)),
-            palette[_read_png(ref_dir / files["truth"].format(id=image_id))],
-        ]
-        for record, index in chosen.values():  # each net's prediction, as its job drew it
-            pred = Path(record["job_dir"]) / "figure4" / index["files"]["prediction"].format(id=image_id)
-            panels.append(palette[_read_png(pred)])
-        titles = ["image", "ground truth", *FIGURE4_VARIANTS.values()]
+    palette, files = ref["rgb"], ref["files"]
+    grid = []  # per image: input, ground truth, then each net's prediction as its job drew it
+    try:
+        for image_id in ref["ids"]:
+            row = [
+                _read_png(ref_dir / files["image"].format(id=image_id)),
+                palette[_read_png(ref_dir / files["truth"].format(id=image_id))],
+            ]
+            for record, index in chosen.values():
+                pred = Path(record["job_dir"]) / "figure4" / index["files"]["prediction"].format(id=image_id)
+                row.append(palette[_read_png(pred)])
+            grid.append(row)
+    except OSError as e:  # a panel deleted or damaged after its job wrote it
+        return f"{e.filename or 'a panel'}: unreadable ({e.strerror or e}); retrain that job to rewrite it"
+    fig, axes = plt.subplots(len(grid), 5, figsize=(11, 2.3 * len(grid)), squeeze=False)
+    titles = ["image", "ground truth", *FIGURE4_VARIANTS.values()]
+    for i, panels in enumerate(grid):
         for ax, panel, title in zip(axes[i], panels, titles, strict=True):
             ax.imshow(panel, interpolation="nearest")
             ax.set_axis_off()
