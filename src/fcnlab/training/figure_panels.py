@@ -49,7 +49,7 @@ def figure_samples(root: str | Path, protocol: str, num_images: int = NUM_IMAGES
 
 
 def _save_png(path: Path, pixels: np.ndarray, palette: np.ndarray | None = None) -> None:
-    img = Image.fromarray(pixels.astype(np.uint8), mode="P" if palette is not None else "RGB")
+    img = Image.fromarray(pixels.astype(np.uint8))  # (H, W, 3): RGB; (H, W): L, made P by its palette
     if palette is not None:
         img.putpalette(palette.astype(np.uint8).reshape(-1).tolist())
     with atomic_path(path) as tmp:
