@@ -77,6 +77,10 @@ def test_ddp_cpu_metrics_equal_one_process_and_count_each_pixel_once(tiny_data, 
     assert (run / "train_rank1.log").is_file() and not list(tmp_path.glob("outputs*"))
     confusion = np.array(ddp["confusion"])
     assert confusion.sum() == labelled_pixels(tiny_data, 7)  # no pixel missing, none twice
+    panels = json.loads((run / "figure4/index.json").read_text())  # rank 0 drew the report's panels
+    assert sorted(p.name for p in (run / "figure4").iterdir()) == sorted(
+        ["index.json", *(f"{k}_{i}.png" for k in ("image", "pred", "truth") for i in panels["ids"])]
+    )
 
     overrides = [
         f"ckpt={ddp['best_checkpoint']}",

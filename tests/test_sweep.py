@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -41,11 +42,18 @@ def run_sweep(sweep_dir: Path, data_root: str, tmp_path: Path, *extra: str) -> s
     return subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path)
 
 
-@pytest.mark.slow
-def test_miniature_table2_sweep_and_report(tiny_data, tmp_path):
-    sweep = tmp_path / "sweep"
-    proc = run_sweep(sweep, tiny_data, tmp_path)
+@pytest.fixture(scope="module")
+def table2_sweep(tiny_data, tmp_path_factory) -> Path:
+    """The miniature Table 2 sweep (all five rows, one seed), run once for this module's tests."""
+    root = tmp_path_factory.mktemp("table2")
+    proc = run_sweep(root / "sweep", tiny_data, root)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    return root / "sweep"
+
+
+@pytest.mark.slow
+def test_miniature_table2_sweep_and_report(table2_sweep, tmp_path):
+    sweep = table2_sweep
     jobs = sorted(p.name for p in sweep.iterdir() if p.is_dir())
     assert jobs == ["fcn16s_seed0", "fcn32s_fixed_seed0", "fcn32s_long_seed0", "fcn32s_seed0", "fcn8s_seed0"]
 
@@ -54,8 +62,8 @@ def test_miniature_table2_sweep_and_report(tiny_data, tmp_path):
     assert results["fcn16s_seed0"]["init_from"] == str(sweep / "fcn32s_seed0/checkpoints/best.ckpt")
     assert results["fcn8s_seed0"]["init_from"] == str(sweep / "fcn16s_seed0/checkpoints/best.ckpt")
     assert results["fcn32s_seed0"]["init_from"] is None
-    assert results["fcn32s_seed0"]["pretrained"] == f"{tmp_path}/pretrained/tiny.pth"
-    pretrained = json.loads((tmp_path / "pretrained" / "tiny.json").read_text())["settings"]
+    assert results["fcn32s_seed0"]["pretrained"] == f"{sweep.parent}/pretrained/tiny.pth"
+    pretrained = json.loads((sweep.parent / "pretrained" / "tiny.json").read_text())["settings"]
     assert pretrained["backbone_kwargs"] == {"width_divisor": 8, "pool5_size": 3, "dropout": 0.0}  # defaults
     assert "initialised from" in (sweep / "fcn8s_seed0/table2.log").read_text()
     assert results["fcn32s_long_seed0"]["epochs"] == 3 * results["fcn32s_seed0"]["epochs"]
@@ -74,6 +82,94 @@ def test_miniature_table2_sweep_and_report(tiny_data, tmp_path):
     assert "fcn32s_long" in md and "ordering" in md
     for png in ("table2_metrics.png", "table2_per_class_iu.png", "table2_curves.png", "table2_figure4.png"):
         assert (out / png).stat().st_size > 1000, png
+
+
+@pytest.mark.slow
+def test_each_job_writes_figure4_panels_of_its_best_checkpoint(table2_sweep):
+    import numpy as np
+    import torch
+    from PIL import Image
+    from torchvision import tv_tensors
+
+    from fcnlab.data.transforms import eval_transform
+    from fcnlab.data.voc import load_sample, protocol_samples
+    from fcnlab.training import load_module
+
+    jobs = sorted(p for p in table2_sweep.iterdir() if p.is_dir())
+    indexes = {j.name: json.loads((j / "figure4/index.json").read_text()) for j in jobs}
+    ids = indexes["fcn8s_seed0"]["ids"]
+    assert len(ids) == 4 and all(ix["ids"] == ids for ix in indexes.values())  # one image set per sweep
+    record = json.loads((jobs[0] / "results.json").read_text())
+    _, val, _ = protocol_samples(record["data_root"], record["protocol"])
+    by_id = {s.id: s for s in val[:40]}
+    classes = {i: len(load_sample(s)[1].unique()) for i, s in by_id.items()}
+    assert set(ids) <= set(by_id)  # from the first 40 val images, those with the most classes
+    assert min(classes[i] for i in ids) >= max(c for i, c in classes.items() if i not in ids)
+    for job in jobs:
+        index, best = indexes[job.name], json.loads((job / "results.json").read_text())["best_checkpoint"]
+        assert index["checkpoint"] == best and index["class_names"] == record["class_names"]
+        module = load_module(best).eval()
+        for i in ids:
+            image, mask = load_sample(by_id[i])
+            with Image.open(job / f"figure4/pred_{i}.png") as png:
+                assert png.mode == "P"
+                pred = np.asarray(png)
+            x = eval_transform(module.input_space)(tv_tensors.Image(image)).as_subclass(torch.Tensor)
+            with torch.inference_mode():
+                expected = module(x[None]).argmax(1)[0].numpy()
+            np.testing.assert_array_equal(pred, expected, err_msg=f"{job.name} {i}")
+            truth = np.asarray(Image.open(job / f"figure4/truth_{i}.png"))
+            np.testing.assert_array_equal(truth, mask.numpy())
+            rgb = np.asarray(Image.open(job / f"figure4/image_{i}.png"))
+            np.testing.assert_array_equal(rgb, image.permute(1, 2, 0).numpy())
+
+
+BLOCK_TORCH = """
+import sys
+
+class BlockTorch:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("torch", "torchvision", "torchmetrics", "lightning", "lightning_fabric"):
+            raise ImportError(f"the report imported {name}")
+        return None
+
+sys.meta_path.insert(0, BlockTorch())
+from fcnlab.report import main
+
+main(sys.argv[1:])
+leaked = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "lightning", "torchvision"))
+assert not leaked, leaked
+"""
+
+
+@pytest.mark.slow
+def test_report_builds_without_torch_or_lightning(table2_sweep, tmp_path):
+    out = tmp_path / "results"
+    cmd = [sys.executable, "-c", BLOCK_TORCH, str(table2_sweep), "--out", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "| fcn8s |" in proc.stdout and "info:" not in proc.stderr
+    for name in ("table2.md", "table2.csv", "table2_metrics.png", "table2_curves.png", "table2_figure4.png"):
+        assert (out / name).stat().st_size > 100, name
+
+
+@pytest.mark.slow
+def test_report_of_a_sweep_without_figure4_writes_the_table(table2_sweep, tmp_path, capsys):
+    old = tmp_path / "old_sweep"  # as a run from before jobs wrote their panels
+    shutil.copytree(table2_sweep, old, ignore=shutil.ignore_patterns("figure4", "checkpoints"))
+    rows = build_report(old, tmp_path / "results")
+    assert [r["status"] for r in rows] == ["ok"] * 5
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"info: Figure 4 skipped: {old}/fcn32s_seed0/figure4 is missing or unreadable (a run from before "
+        "fcnlab-train wrote prediction panels; retrain it to get the grid)"
+    ]
+    with (tmp_path / "results/table2.csv").open() as f:
+        assert [r["variant"] for r in csv.DictReader(f)] == [r["variant"] for r in rows]
+    md = (tmp_path / "results/table2.md").read_text()
+    assert "| fcn8s |" in md and "table2_figure4.png" not in md
+    assert not (tmp_path / "results/table2_figure4.png").exists()
+    assert (tmp_path / "results/table2_curves.png").is_file()
 
 
 @pytest.mark.slow

@@ -1,9 +1,12 @@
 """PNG figures of a finished sweep: metrics beside the paper's, per-class IU, training curves and a
-Figure-4-style grid (input, ground truth, FCN-32s, FCN-16s, FCN-8s) on a few validation images."""
+Figure-4-style grid (input, ground truth, FCN-32s, FCN-16s, FCN-8s) on a few validation images.
+
+Reads files only: results.json, csv/metrics.csv and the panels each job wrote into figure4/."""
 
 from __future__ import annotations
 
 import csv
+import json
 import math
 from pathlib import Path
 
@@ -12,16 +15,16 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt
 import numpy as np
+from PIL import Image
 
+from fcnlab.atomic import atomic_path
 from fcnlab.reporting.table import METRIC_NAMES, METRICS, PAPER
 
 
 def save_figure(fig, path: Path, dpi: int) -> None:
-    """Write the PNG beside its target, then rename: a kill never leaves half a figure under its name."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, dpi=dpi, format="png")
-    tmp.replace(path)
+    """Write the PNG atomically: a kill never leaves half a figure under its name."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, format="png")
 
 
 def metrics_vs_paper(rows: list[dict], path: Path) -> None:
@@ -56,7 +59,8 @@ def per_class_heatmap(records: list[dict], path: Path) -> None:
     for i, v in enumerate(variants):
         runs = [r for r in ok if r["variant"] == v]
         for j, n in enumerate(names):
-            grid[i, j] = 100 * np.nanmean([r["per_class_iu"].get(n, np.nan) for r in runs])
+            values = [iu for r in runs if not math.isnan(iu := r["per_class_iu"].get(n, math.nan))]
+            grid[i, j] = 100 * np.mean(values) if values else np.nan  # nan: the class never appeared
     fig, ax = plt.subplots(figsize=(max(8, 0.45 * len(names)), 0.5 * len(variants) + 2))
     im = ax.imshow(grid, vmin=0, vmax=100, cmap="viridis", aspect="auto")
     ax.set_xticks(range(len(names)), names, rotation=70, ha="right", fontsize=7)
@@ -97,53 +101,74 @@ def training_curves(records: list[dict], path: Path) -> None:
             ax_iu.plot(*zip(*iu, strict=False), marker=".", label=label)
     ax_loss.set(xlabel="epoch", ylabel="train loss", title="training loss")
     ax_iu.set(xlabel="epoch", ylabel="val mean IU %", title="validation mean IU")
-    ax_iu.legend(fontsize=7)
+    if ax_iu.get_legend_handles_labels()[0]:  # no job logged a val score: no legend to draw
+        ax_iu.legend(fontsize=7)
     fig.tight_layout()
     save_figure(fig, path, dpi=110)
     plt.close(fig)
 
 
-def figure4(records: list[dict], path: Path, num_images: int = 4) -> bool:
-    """Input | ground truth | FCN-32s | FCN-16s | FCN-8s on a few validation images (first seed)."""
-    import torch
-    from torchvision import tv_tensors
+FIGURE4_VARIANTS = {"fcn32s": "FCN-32s", "fcn16s": "FCN-16s", "fcn8s": "FCN-8s"}
 
-    from fcnlab.data.classes import voc_palette
-    from fcnlab.data.transforms import eval_transform
-    from fcnlab.data.voc import load_sample, protocol_samples
-    from fcnlab.training.module import load_module
 
-    chosen = {}
-    for r in records:
-        if (
-            (
-                r.get("status") == "ok"
-                and r["variant"] in ("fcn32s", "fcn16s", "fcn8s")
-                and r["variant"] not in chosen
+def _panel_index(record: dict) -> dict | None:
+    """A job's ``figure4/index.json`` (written by fcnlab-train); None: it has none, or unreadable.
+
+    Adds ``rgb``: the palette as a (256, 3) uint8 array.
+    """
+    try:
+        index = json.loads((Path(record["job_dir"]) / "figure4" / "index.json").read_text())
+        rgb = [[int(c[k : k + 2], 16) for k in (1, 3, 5)] for c in index["palette"]]
+        files = {k: str(index["files"][k]) for k in ("image", "truth", "prediction")}
+        ids = [str(i) for i in index["ids"]]
+        return {**index, "ids": ids, "files": files, "rgb": np.asarray(rgb, dtype=np.uint8)}
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        return None
+
+
+def _read_png(path: Path) -> np.ndarray:
+    with Image.open(path) as img:
+        return np.asarray(img.convert("RGB") if img.mode != "P" else img)
+
+
+def figure4(records: list[dict], path: Path) -> str | None:
+    """Input | ground truth | FCN-32s | FCN-16s | FCN-8s on the jobs' panel images (first seed of each).
+
+    Reads the panels each job wrote into ``<job dir>/figure4/``; returns None once drawn, else why not.
+    """
+    chosen: dict[str, tuple[dict, dict]] = {}
+    for variant in FIGURE4_VARIANTS:
+        ok = [r for r in records if r.get("status") == "ok" and r["variant"] == variant]
+        if not ok:
+            return f"the sweep has no finished {variant} job"
+        found = next(((r, ix) for r in ok if (ix := _panel_index(r)) is not None), None)
+        if found is None:
+            return (
+                f"{Path(ok[0]['job_dir']) / 'figure4'} is missing or unreadable (a run from before "
+                "fcnlab-train wrote prediction panels; retrain it to get the grid)"
             )
-            and r.get("best_checkpoint")
-            and Path(r["best_checkpoint"]).is_file()
-        ):
-            chosen[r["variant"]] = r
-    if len(chosen) < 3:
-        return False
-    ref = chosen["fcn8s"]
-    _, val, _ = protocol_samples(ref["data_root"], ref["protocol"])
-    # Prefer images with several classes: the differences between strides show on small objects.
-    samples = sorted(val[:40], key=lambda s: -len(load_sample(s)[1].unique()))[:num_images]
-    modules = {v: load_module(chosen[v]["best_checkpoint"]).eval() for v in ("fcn32s", "fcn16s", "fcn8s")}
-    palette = voc_palette()
-    fig, axes = plt.subplots(len(samples), 5, figsize=(11, 2.3 * len(samples)), squeeze=False)
-    for i, sample in enumerate(samples):
-        image, mask = load_sample(sample)
-        panels = [image.permute(1, 2, 0).numpy(), palette[mask.numpy()]]
-        with torch.inference_mode():
-            for module in modules.values():  # each net in its own checkpoint's input space
-                x = eval_transform(module.input_space)(tv_tensors.Image(image))
-                panels.append(palette[module(x.as_subclass(torch.Tensor)[None]).argmax(1)[0].numpy()])
-        for ax, panel, title in zip(
-            axes[i], panels, ["image", "ground truth", "FCN-32s", "FCN-16s", "FCN-8s"], strict=True
-        ):
+        chosen[variant] = found
+    ref_dir, ref = Path(chosen["fcn8s"][0]["job_dir"]) / "figure4", chosen["fcn8s"][1]
+    if any(ix["ids"] != ref["ids"] for _, ix in chosen.values()):
+        return "the fcn32s, fcn16s and fcn8s jobs drew their panels on different images (not the same data?)"
+    palette, files = ref["rgb"], ref["files"]
+    grid = []  # per image: input, ground truth, then each net's prediction as its job drew it
+    try:
+        for image_id in ref["ids"]:
+            row = [
+                _read_png(ref_dir / files["image"].format(id=image_id)),
+                palette[_read_png(ref_dir / files["truth"].format(id=image_id))],
+            ]
+            for record, index in chosen.values():
+                pred = Path(record["job_dir"]) / "figure4" / index["files"]["prediction"].format(id=image_id)
+                row.append(palette[_read_png(pred)])
+            grid.append(row)
+    except OSError as e:  # a panel deleted or damaged after its job wrote it
+        return f"{e.filename or 'a panel'}: unreadable ({e.strerror or e}); retrain that job to rewrite it"
+    fig, axes = plt.subplots(len(grid), 5, figsize=(11, 2.3 * len(grid)), squeeze=False)
+    titles = ["image", "ground truth", *FIGURE4_VARIANTS.values()]
+    for i, panels in enumerate(grid):
+        for ax, panel, title in zip(axes[i], panels, titles, strict=True):
             ax.imshow(panel, interpolation="nearest")
             ax.set_axis_off()
             if i == 0:
@@ -151,4 +176,4 @@ def figure4(records: list[dict], path: Path, num_images: int = 4) -> bool:
     fig.tight_layout()
     save_figure(fig, path, dpi=100)
     plt.close(fig)
-    return True
+    return None

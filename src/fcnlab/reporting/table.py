@@ -14,6 +14,8 @@ import statistics
 import sys
 from pathlib import Path
 
+from fcnlab.atomic import atomic_path
+
 METRICS = ("pixel_acc", "mean_acc", "mean_iu", "fw_iu")
 METRIC_NAMES = {"pixel_acc": "pixel acc.", "mean_acc": "mean acc.", "mean_iu": "mean IU", "fw_iu": "f.w. IU"}
 ROWS = ("fcn32s_fixed", "fcn32s", "fcn16s", "fcn8s", "fcn32s_long")
@@ -180,13 +182,11 @@ CSV_COLUMNS = (
 
 
 def write_csv(rows: list[dict], path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", newline="") as f:
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as f:
         writer = csv.DictWriter(f, CSV_COLUMNS, extrasaction="ignore")
         writer.writeheader()
         for row in rows:
             writer.writerow({k: (round(v, 2) if isinstance(v, float) else v) for k, v in row.items()})
-    tmp.replace(path)
 
 
 def markdown_table(rows: list[dict]) -> list[str]:

@@ -295,6 +295,8 @@ def _train_in(cfg: DictConfig, out_dir: Path, start: float) -> dict:
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     if best:  # the reported numbers are the best checkpoint's, re-measured in full
         trainer.validate(module, datamodule=datamodule, ckpt_path=best, verbose=False)
+        if trainer.is_global_zero:  # the report's Figure-4 panels, drawn by these (best) weights
+            write_figure_panels(module, datamodule, out_dir, variant=cfg.model.variant, checkpoint=best)
     scores = module.last_scores
     results = {
         "variant": cfg.model.variant,
