@@ -249,6 +249,7 @@ def _train_in(cfg: DictConfig, out_dir: Path, start: float) -> dict:
     from fcnlab.models.weights import stored_input_space
     from fcnlab.training import FCNModule
     from fcnlab.training.callbacks import progress_callbacks
+    from fcnlab.training.figure_panels import write_figure_panels
 
     claim_output_dir(out_dir, job_overrides(), take_over=cfg.resume == "never")
     if cfg.resume == "auto" and (done := finished_record(out_dir)) is not None:
