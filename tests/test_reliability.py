@@ -366,7 +366,7 @@ def r37_truncated_last_checkpoint(data: Path, tmp: Path) -> str:
     last.write_bytes(last.read_bytes()[:5000])
     with pytest.MonkeyPatch.context() as patch:
         said = []
-        patch.setattr("fcnlab.rundir.log.warning", lambda fmt, *args: said.append(fmt % args))
+        patch.setattr("fcnlab.training.rundir.log.warning", lambda fmt, *args: said.append(fmt % args))
         results = tiny_train(str(data), tmp, *SHORT)  # the same command again
     assert results["status"] == "ok" and results["resumed_from"] == str(checkpoints / "best.ckpt")
     assert len(said) == 1

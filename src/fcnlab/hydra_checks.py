@@ -2,24 +2,25 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from fcnlab.errors import FCNLabError, exit_on_user_error
+
 
 def _writable(folder: str, option: str) -> None:
     path = Path(folder)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / f".fcnlab-write-test-{id(path)}"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as e:
-        message = f"{option}={folder}: cannot write there ({e.strerror}); choose another folder"
-        print(f"error: {message}", file=sys.stderr)
-        sys.exit(2)
+    with exit_on_user_error():
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            probe = path / f".fcnlab-write-test-{id(path)}"
+            probe.write_text("")
+            probe.unlink()
+        except OSError as e:
+            why = f"{option}={folder}: cannot write there ({e.strerror}); choose another folder"
+            raise FCNLabError(why) from None
 
 
 class OutputDirCheck(Callback):

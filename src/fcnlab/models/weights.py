@@ -70,11 +70,13 @@ class Checkpoint:
     variant: str | None = None  # torchfcn: the net the keys describe (fcn32s | fcn16s | fcn8s)
 
 
-def _load(path: Path) -> object:
+def load_file(path: str | os.PathLike, mmap: bool = False) -> object:
+    """fcnlab's one ``torch.load``: on the CPU, tensors only where the file allows it (fcnlab's training
+    checkpoints also pickle their hyperparameters); ``mmap`` maps the tensors instead of reading them."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:  # fcnlab's training checkpoints pickle their hyperparameters
-        return torch.load(path, map_location="cpu", weights_only=False)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except pickle.UnpicklingError:
+        return torch.load(path, map_location="cpu", weights_only=False, mmap=mmap)
 
 
 def is_torchfcn(state: dict) -> bool:
@@ -107,7 +109,7 @@ def read_checkpoint(path: str | os.PathLike, option: str) -> Checkpoint:
     if not path.is_file():
         raise FCNLabError(f"{option}={path}: no such file; check the path")
     try:
-        obj = _load(path)
+        obj = load_file(path)
     except Exception as e:  # torch raises several types for truncated or foreign files
         raise FCNLabError(
             f"{option}={path}: not a readable checkpoint ({type(e).__name__}); truncated?"

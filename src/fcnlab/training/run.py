@@ -21,9 +21,15 @@ from omegaconf import DictConfig, OmegaConf
 from fcnlab.config import rank_suffix
 from fcnlab.errors import FCNLabError
 from fcnlab.models.vgg import backbone_options
-from fcnlab.rundir import lock_run_dir, may_record_failure, read_checkpoint, resumable_last, unlock_run_dir
 from fcnlab.runinfo import git_sha, hardware, versions, write_json
 from fcnlab.training.distributed import use_job_commands_for_ranks
+from fcnlab.training.rundir import (
+    lock_run_dir,
+    may_record_failure,
+    read_checkpoint,
+    resumable_last,
+    unlock_run_dir,
+)
 
 log = logging.getLogger("fcnlab.train")
 

@@ -117,10 +117,10 @@ def may_record_failure(out_dir: Path, overrides: list[str]) -> bool:
 
 def read_checkpoint(path: str | os.PathLike) -> dict | None:
     """The checkpoint at ``path`` (mapped, not read into memory), or None if it cannot be read."""
-    import torch
+    from fcnlab.models.weights import load_file
 
     try:
-        saved = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+        saved = load_file(path, mmap=True)
     except Exception:  # truncated zip, foreign pickle, empty file: torch raises several types
         return None
     return saved if isinstance(saved, dict) else None
