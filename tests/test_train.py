@@ -22,7 +22,7 @@ from fcnlab.inference.evaluate import evaluate
 from fcnlab.models import create_model
 from fcnlab.models.vgg import VGGClassifier, backbone_spec, vgg16_tiny_spec
 from fcnlab.training.run import model_kwargs, train
-from fcnlab.training.wandb_media import finish_wandb
+from fcnlab.wandb_runs import finish_wandb
 
 EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
 MODELS = sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml"))

@@ -20,7 +20,7 @@ from fcnlab.training.callbacks import (
     progress_callbacks,
 )
 from fcnlab.training.run import train
-from fcnlab.training.wandb_media import finish_wandb, sweep_group
+from fcnlab.wandb_runs import finish_wandb, sweep_group
 from test_train import make_cfg, tiny_overrides
 
 

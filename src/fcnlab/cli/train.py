@@ -40,7 +40,7 @@ def main(cfg: DictConfig) -> float:
         sys.exit(2)
     finally:
         if "wandb" in sys.modules:
-            from fcnlab.training.wandb_media import finish_wandb
+            from fcnlab.wandb_runs import finish_wandb
 
             finish_wandb()  # a failed job must not leave its run open for the next one; prints `wandb sync`
     log.info(

@@ -13,7 +13,7 @@ def sweep_wandb_names(sweep_dir: Path) -> tuple[str, str, str]:
     """(project, group, task name) of the sweep's wandb runs, from a job's saved Hydra config."""
     from omegaconf import OmegaConf
 
-    from fcnlab.training.wandb_media import sweep_group
+    from fcnlab.wandb_runs import sweep_group
 
     project, group, task, by_sweep = "fcnlab", None, "table2", True
     configs = sorted(sweep_dir.glob("*/.hydra/config.yaml"))
@@ -31,7 +31,7 @@ def log_to_wandb(sweep_dir: Path, out: Path, rows: list[dict]) -> str | None:
     """Table rows and PNGs as wandb run ``<task>-report`` in the sweep's group (offline unless WANDB_MODE)."""
     import wandb
 
-    from fcnlab.training.wandb_media import finish_wandb
+    from fcnlab.wandb_runs import finish_wandb
 
     project, group, task = sweep_wandb_names(sweep_dir)
     mode = {} if os.environ.get("WANDB_MODE") else {"mode": "offline"}

@@ -8,10 +8,8 @@ import contextlib
 import logging
 import math
 import random
-import shlex
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -23,15 +21,9 @@ from lightning.pytorch.trainer.states import TrainerFn
 
 from fcnlab.data.classes import VOID
 from fcnlab.data.input_space import get_input_space
+from fcnlab.wandb_runs import finish_wandb, sweep_group
 
 log = logging.getLogger("fcnlab.train")
-
-
-def sweep_group(group: str, sweep_dir: str | Path | None) -> str:
-    """``<group>-<sweep dir name>`` in a multirun (unique per sweep, shared by its jobs), else ``group``."""
-    if not sweep_dir:
-        return group
-    return f"{group}-{Path(sweep_dir).name}" if group else Path(sweep_dir).name
 
 
 def _multirun_sweep_dir() -> str | None:
@@ -59,39 +51,6 @@ def wandb_logger(group_by_sweep: bool = True, **kwargs: Any) -> WandbLogger:
     # Lightning always passes `anonymous`, which wandb >= 0.2x only warns about in every job.
     getattr(logger, "_wandb_init", {}).pop("anonymous", None)
     return logger
-
-
-def _logs_to_stdout(logger: logging.Logger) -> bool:
-    """Whether a record from ``logger`` already reaches stdout (Hydra's console handler does)."""
-    current: logging.Logger | None = logger
-    while current is not None:
-        for handler in current.handlers:
-            if isinstance(handler, logging.StreamHandler) and handler.stream is sys.stdout:
-                return True
-        current = current.parent if current.propagate else None
-    return False
-
-
-def finish_wandb() -> str | None:
-    """Finish and flush the open wandb run; if offline, log/print (and return) the ``wandb sync`` command."""
-    if "wandb" not in sys.modules:
-        return None
-    import wandb
-
-    run = wandb.run
-    if run is None:
-        return None
-    offline, sync_dir, url = run.offline, run.settings.sync_dir, None if run.offline else run.url
-    run.finish()
-    wandb.teardown()  # waits for wandb-core: the run's files are complete once a job ends
-    if not offline:
-        log.info("wandb: run logged to %s", url)
-        return None
-    command = f"wandb sync {shlex.quote(str(sync_dir))}"
-    log.info("wandb: offline run saved in %s; upload it with: %s", sync_dir, command)
-    if not _logs_to_stdout(log):
-        print(f"wandb: offline run saved in {sync_dir}; upload it with: {command}")
-    return command
 
 
 @contextlib.contextmanager
