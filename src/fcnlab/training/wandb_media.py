@@ -4,13 +4,10 @@ hint. Nothing here imports wandb unless a wandb run is actually used."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
-import random
 import shlex
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +17,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.trainer.states import TrainerFn
+from lightning.pytorch.utilities.seed import isolate_rng
 
 from fcnlab.data.classes import VOID
 from fcnlab.data.input_space import get_input_space
@@ -92,18 +90,6 @@ def finish_wandb() -> str | None:
     if not _logs_to_stdout(log):
         print(f"wandb: offline run saved in {sync_dir}; upload it with: {command}")
     return command
-
-
-@contextlib.contextmanager
-def _rng_untouched() -> Iterator[None]:
-    """Restore the CPU RNGs (python, numpy, torch) afterwards, so logging never shifts training's draws."""
-    states = random.getstate(), np.random.get_state(), torch.get_rng_state()
-    try:
-        yield
-    finally:
-        random.setstate(states[0])
-        np.random.set_state(states[1])
-        torch.set_rng_state(states[2])
 
 
 def confusion_heatmap(confusion: np.ndarray, class_names: list[str], title: str) -> np.ndarray:
@@ -183,7 +169,8 @@ class WandbMediaCallback(Callback):
         if run is None:
             return
         self._logged_confusion = confusion
-        with _rng_untouched():
+        # The extra forward passes must not shift training's draws (CUDA's too, once it is in use).
+        with isolate_rng(include_cuda=torch.cuda.is_initialized()):
             self._log(run, trainer, pl_module, scores, confusion)
 
     def _log(self, run: Any, trainer: L.Trainer, pl_module: L.LightningModule, scores, confusion) -> None:
