@@ -12,11 +12,10 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torchvision.models.vgg import cfgs as vgg_cfgs
+from torchvision.models.vgg import make_layers
 
 from fcnlab.models.geometry import CoordMap
-
-# Conv layers per block: VGG16 is 2-2-3-3-3.
-BLOCK_DEPTHS = (2, 2, 3, 3, 3)
 
 
 @dataclass(frozen=True)
@@ -54,18 +53,17 @@ BACKBONES = {"vgg16": vgg16_spec, "vgg16_tiny": vgg16_tiny_spec}
 
 
 def vgg_features(spec: VGGSpec, batch_norm: bool = False) -> nn.Sequential:
-    """conv1_1 ... pool5 with torchvision's indexing (``vgg16`` or ``vgg16_bn`` layout)."""
-    layers: list[nn.Module] = []
-    in_ch = 3
-    for depth, width in zip(BLOCK_DEPTHS, spec.widths, strict=True):
-        for _ in range(depth):
-            layers.append(nn.Conv2d(in_ch, width, 3, padding=1))
-            if batch_norm:
-                layers.append(nn.BatchNorm2d(width))
-            layers.append(nn.ReLU(inplace=True))
-            in_ch = width
-        layers.append(nn.MaxPool2d(2, 2))
-    return nn.Sequential(*layers)
+    """conv1_1 ... pool5: torchvision's VGG16 stack (``vgg16`` or ``vgg16_bn`` layout) at ``spec``'s widths.
+
+    torchvision builds it with padding 1 and floor pooling; :class:`VGGBackbone` sets conv1_1's padding
+    and ceil pooling for its geometry.
+    """
+    cfg: list[int | str] = []
+    block = 0
+    for v in vgg_cfgs["D"]:  # VGG16: blocks of 2-2-3-3-3 convs, each closed by a max-pool
+        cfg.append(v if v == "M" else spec.widths[block])
+        block += v == "M"
+    return make_layers(cfg, batch_norm)
 
 
 class VGGClassifier(nn.Module):
