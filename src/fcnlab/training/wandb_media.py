@@ -54,7 +54,8 @@ def wandb_logger(group_by_sweep: bool = True, **kwargs: Any) -> WandbLogger:
     if group_by_sweep:
         kwargs["group"] = sweep_group(kwargs.get("group") or "", _multirun_sweep_dir()) or None
     logger = WandbLogger(**kwargs)
-    # Lightning always passes `anonymous`, which wandb >= 0.2x only warns about in every job.
+    # Lightning always passes `anonymous`, which wandb >= 0.2x only warns about in every job. Private
+    # attribute, pinned to lightning >=2.5,<2.7 (tests/test_lightning_pins.py).
     getattr(logger, "_wandb_init", {}).pop("anonymous", None)
     return logger
 
