@@ -113,6 +113,9 @@ def fold_batchnorm(model: VGGClassifier) -> VGGClassifier:
 
     Each BatchNorm after a conv is folded into that conv's weight and bias, which keeps the exact
     VGG16 topology (and torchvision's plain layout) for a net that needed BatchNorm to train.
+    Not ``torch.nn.utils.fuse_conv_bn_weights``: it rounds in another order (``rsqrt``, then times
+    the BatchNorm weight), which changes the saved backbone in its last bits and with it every
+    metric trained from it; this formula keeps existing pretrained backbones reproducible.
     """
     plain = VGGClassifier(model.spec, model.classifier[-1].out_features, batch_norm=False)
     convs = [m for m in model.features if isinstance(m, nn.Conv2d)]
