@@ -20,7 +20,13 @@ def sync(device: torch.device) -> None:
 
 
 def time_calls(fn: Callable[[], object], reps: int, device: torch.device, warmup: int = 1) -> list[float]:
-    """Wall times in ms of ``reps`` calls of ``fn`` after ``warmup`` untimed ones."""
+    """Wall times in ms of ``reps`` calls of ``fn`` after ``warmup`` untimed ones.
+
+    Not ``torch.utils.benchmark.Timer``: its ``timeit(n)`` returns one mean of n calls (the bench reports
+    per-call medians), runs at least 2 untimed calls before each measurement (tripling a VGG16 training
+    step row's cost when timing calls one by one), defaults to 1 thread, and importing it logs a CUDA_HOME
+    warning on a CPU-only machine with a CUDA build of torch.
+    """
     for _ in range(warmup):
         fn()
     sync(device)

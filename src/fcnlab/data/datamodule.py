@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import os
-import random
 from pathlib import Path
 
 import lightning as L
-import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 from torchvision import tv_tensors
@@ -46,13 +44,6 @@ class SegmentationDataset(Dataset):
 def default_num_workers() -> int:
     """Half the cores (the other half trains), at least 1, at most 8."""
     return max(1, min(8, (os.cpu_count() or 2) // 2))
-
-
-def _seed_worker(worker_id: int) -> None:
-    # torch seeds each worker from the loader's generator; numpy and random follow from it.
-    seed = torch.initial_seed() % 2**32
-    np.random.seed(seed)
-    random.seed(seed)
 
 
 class SegmentationDataModule(L.LightningDataModule):
@@ -170,6 +161,8 @@ class SegmentationDataModule(L.LightningDataModule):
             sampler = ShardSampler(dataset)  # each val image on exactly one rank
         else:
             sampler = None
+        # No worker_init_fn: seed_everything(workers=True) has Lightning seed each worker, and the
+        # augmentation draws come from the EpochSampler's per-sample seeds, not from the worker's RNG.
         return DataLoader(
             dataset,
             batch_size=batch_size,
@@ -179,7 +172,6 @@ class SegmentationDataModule(L.LightningDataModule):
             persistent_workers=workers > 0,
             pin_memory=torch.cuda.is_available(),
             collate_fn=pad_collate,
-            worker_init_fn=_seed_worker,
             generator=torch.Generator().manual_seed(self.seed) if train else None,
         )
 

@@ -49,7 +49,9 @@ class ShardSampler(DistributedSampler):
     """Rank r takes items r, r + world, r + 2·world, …: no padding, no repeats, order kept.
 
     A ``DistributedSampler`` subclass, so Lightning leaves it in place instead of injecting its own
-    (which repeats samples to even out the ranks and would count their pixels twice).
+    (which repeats samples to even out the ranks and would count their pixels twice). Not Lightning's
+    ``UnrepeatedDistributedSampler``: that one asserts every rank gets an item, so a val set smaller
+    than the world size (one image on two ranks) would fail, and it shuffles unless told not to.
     """
 
     def __init__(self, dataset, num_replicas: int | None = None, rank: int | None = None) -> None:

@@ -113,10 +113,6 @@ class FCN(nn.Module):
             raise RuntimeError(f"{self.name}: upsampled map {tuple(out.shape[-2:])} cannot cover {h}x{w}")
         return out[..., c : c + h, c : c + w]
 
-    def head_parameters(self) -> list[nn.Parameter]:
-        """Parameters outside the backbone: the scoring layers and any learnable upsampling."""
-        return [p for n, p in self.named_parameters() if not n.startswith("backbone.")]
-
 
 @register_model
 def fcn32s(backbone: nn.Module, num_classes: int, learn_upsampling: bool = True) -> FCN:

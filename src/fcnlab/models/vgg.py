@@ -13,12 +13,11 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torchvision.models.vgg import cfgs as vgg_cfgs
+from torchvision.models.vgg import make_layers
 
 from fcnlab.errors import FCNLabError
 from fcnlab.models.geometry import CoordMap
-
-# Conv layers per block: VGG16 is 2-2-3-3-3.
-BLOCK_DEPTHS = (2, 2, 3, 3, 3)
 
 
 @dataclass(frozen=True)
@@ -43,8 +42,8 @@ def vgg16_spec() -> VGGSpec:
 def vgg16_tiny_spec(width_divisor: int = 8, pool5_size: int = 3, dropout: float = 0.0) -> VGGSpec:
     """VGG16 with every width divided by ``width_divisor``; classifier input 32 * pool5_size px.
 
-    Dropout defaults to 0: measured on the generated classification set, a 512-wide fc7 with
-    dropout 0.5 stayed at chance for 4 epochs where the same net without it reached 29 %.
+    Dropout defaults to 0: with dropout a narrow fc7 does not learn the generated classification set
+    (see the README's notes on the embedded default).
     """
     if width_divisor < 1 or 512 % width_divisor:
         raise ValueError(f"width_divisor must divide 512, got {width_divisor}")
@@ -81,18 +80,17 @@ def backbone_spec(name: str, overrides: dict | None = None) -> VGGSpec:
 
 
 def vgg_features(spec: VGGSpec, batch_norm: bool = False) -> nn.Sequential:
-    """conv1_1 ... pool5 with torchvision's indexing (``vgg16`` or ``vgg16_bn`` layout)."""
-    layers: list[nn.Module] = []
-    in_ch = 3
-    for depth, width in zip(BLOCK_DEPTHS, spec.widths, strict=True):
-        for _ in range(depth):
-            layers.append(nn.Conv2d(in_ch, width, 3, padding=1))
-            if batch_norm:
-                layers.append(nn.BatchNorm2d(width))
-            layers.append(nn.ReLU(inplace=True))
-            in_ch = width
-        layers.append(nn.MaxPool2d(2, 2))
-    return nn.Sequential(*layers)
+    """conv1_1 ... pool5: torchvision's VGG16 stack (``vgg16`` or ``vgg16_bn`` layout) at ``spec``'s widths.
+
+    torchvision builds it with padding 1 and floor pooling; :class:`VGGBackbone` sets conv1_1's padding
+    and ceil pooling for its geometry.
+    """
+    cfg: list[int | str] = []
+    block = 0
+    for v in vgg_cfgs["D"]:  # VGG16: blocks of 2-2-3-3-3 convs, each closed by a max-pool
+        cfg.append(v if v == "M" else spec.widths[block])
+        block += v == "M"
+    return make_layers(cfg, batch_norm)
 
 
 class VGGClassifier(nn.Module):
@@ -142,6 +140,9 @@ def fold_batchnorm(model: VGGClassifier) -> VGGClassifier:
 
     Each BatchNorm after a conv is folded into that conv's weight and bias, which keeps the exact
     VGG16 topology (and torchvision's plain layout) for a net that needed BatchNorm to train.
+    Not ``torch.nn.utils.fuse_conv_bn_weights``: it rounds in another order (``rsqrt``, then times
+    the BatchNorm weight), which changes the saved backbone in its last bits and with it every
+    metric trained from it; this formula keeps existing pretrained backbones reproducible.
     """
     plain = VGGClassifier(model.spec, model.classifier[-1].out_features, batch_norm=False)
     convs = [m for m in model.features if isinstance(m, nn.Conv2d)]
@@ -199,8 +200,8 @@ class VGGBackbone(nn.Module):
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         eager = not (torch.compiler.is_compiling() or torch.jit.is_tracing())
         if eager and x.device.type == "cpu" and x.dim() == 4:
-            # oneDNN runs NHWC convs without reordering every layer's input and output: measured on
-            # 2 cores (docs/performance.md), VGG16 FCN-8s forward -15 to -23 %, training step -4 to -7 %.
+            # oneDNN runs NHWC convs without reordering every layer's input and output: faster
+            # forward and training steps on CPU (figures in docs/performance.md).
             x = x.contiguous(memory_format=torch.channels_last)
         out: dict[str, torch.Tensor] = {}
         for i, layer in enumerate(self.features):

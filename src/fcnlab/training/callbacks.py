@@ -21,9 +21,12 @@ class AtomicModelCheckpoint(ModelCheckpoint):
 
     Lightning's own save goes through a temp file in the system temp dir and a move, which is a
     copy (not atomic) when that dir is on another filesystem; a kill mid-copy would leave a
-    truncated ``best.ckpt`` that looks complete. A rename within one folder cannot.
+    truncated ``best.ckpt`` that looks complete. A rename within one folder cannot. (Not a
+    ``CheckpointIO`` plugin: every trainer config would need it, and a trainer without it would
+    silently write non-atomically; this travels with the checkpoint callbacks.)
     """
 
+    # Private hook, pinned to lightning >=2.5,<2.7 (tests/test_lightning_pins.py).
     def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
         partial = f"{filepath}.partial"
         try:

@@ -41,10 +41,13 @@ def rank_command(local_rank: int) -> tuple[list[str], str]:
 
 def use_job_commands_for_ranks() -> None:
     """Make Lightning's DDP launcher start extra ranks with :func:`rank_command`."""
+    import lightning
     from lightning.pytorch.strategies.launchers import subprocess_script
 
+    # A private hook of the launcher, pinned to lightning >=2.5,<2.7 (tests/test_lightning_pins.py).
     if not hasattr(subprocess_script, "_hydra_subprocess_cmd"):  # a Lightning outside our pinned range
-        log.warning("lightning %s: cannot set the DDP rank command; multirun + ddp may misbehave", "?")
+        version = lightning.__version__
+        log.warning("lightning %s: cannot set the DDP rank command; multirun + ddp may misbehave", version)
         return
     subprocess_script._hydra_subprocess_cmd = rank_command
 

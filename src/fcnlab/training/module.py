@@ -98,6 +98,7 @@ class FCNModule(L.LightningModule):
         return loss
 
     def _non_finite_message(self, value: float) -> str:
+        # ModelCheckpoint's private state, pinned to lightning >=2.5,<2.7 (tests/test_lightning_pins.py).
         saved = [
             (c._last_global_step_saved, c._last_checkpoint_saved)
             for c in (self.trainer.checkpoint_callbacks if self._trainer is not None else [])

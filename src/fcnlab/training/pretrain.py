@@ -15,14 +15,20 @@ import os
 import time
 from pathlib import Path
 
+import lightning as L
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.strategies import SingleDeviceStrategy
 from torch.utils.data import DataLoader
+from torchmetrics.classification import MulticlassAccuracy
 from torchvision import datasets
 from torchvision.transforms import v2
 
+from fcnlab.atomic import atomic_path, write_json
 from fcnlab.data.input_space import IMAGENET_MEAN, IMAGENET_STD
 from fcnlab.models.vgg import VGGClassifier, backbone_options, backbone_spec, fold_batchnorm
+from fcnlab.training.callbacks import AtomicModelCheckpoint, progress_callbacks
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +46,7 @@ def _loader(folder: Path, train: bool, batch_size: int, workers: int, seed: int)
         num_workers=workers,
         drop_last=train,
         persistent_workers=workers > 0,
+        worker_init_fn=_keep_torch_worker_seed,
         generator=torch.Generator().manual_seed(seed),
     )
 
@@ -52,14 +59,63 @@ def folder_size(folder: Path) -> int:
         return img.size[0]
 
 
-@torch.no_grad()
-def accuracy(model: torch.nn.Module, loader: DataLoader) -> float:
-    model.eval()
-    correct = total = 0
-    for x, y in loader:
-        correct += (model(x).argmax(1) == y).sum().item()
-        total += len(y)
-    return correct / max(total, 1)
+def _keep_torch_worker_seed(worker_id: int) -> None:
+    """No-op on purpose: torch already seeded this worker from the loader's generator. Set, it keeps
+    Lightning (``seed_everything(workers=True)``) from re-seeding the workers, which would change the
+    augmentation draws and so the saved backbone."""
+
+
+class ClassifierModule(L.LightningModule):
+    """The backbone's classification pretraining: cross-entropy, nesterov SGD with a one-cycle schedule
+    stepped every batch; validation reports top-1 accuracy (torchmetrics)."""
+
+    def __init__(
+        self, model: torch.nn.Module, lr: float = 0.1, weight_decay: float = 5e-4, total_steps: int = 1
+    ) -> None:
+        super().__init__()
+        self.model, self.lr, self.weight_decay, self.total_steps = model, lr, weight_decay, total_steps
+        self.val_acc = MulticlassAccuracy(model.classifier[-1].out_features, average="micro")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        loss = F.cross_entropy(self(x), y)
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(y))
+        return loss
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        x, y = batch
+        self.val_acc.update(self(x).argmax(1), y)
+        self.log("val/acc", self.val_acc, prog_bar=True, on_epoch=True, batch_size=len(y))
+
+    def configure_optimizers(self) -> dict:
+        opt = torch.optim.SGD(
+            self.parameters(), lr=self.lr, momentum=0.9, weight_decay=self.weight_decay, nesterov=True
+        )
+        sched = torch.optim.lr_scheduler.OneCycleLR(
+            opt, self.lr, total_steps=self.total_steps, pct_start=0.15
+        )
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def _trainer(log_dir: Path, epochs: int, steps_per_epoch: int, progress: bool) -> L.Trainer:
+    """A CPU trainer that validates each epoch; CSV log and ``checkpoints/last.ckpt`` in ``log_dir``."""
+    checkpoint = AtomicModelCheckpoint(
+        dirpath=log_dir / "checkpoints", filename="last", monitor=None, enable_version_counter=False
+    )
+    return L.Trainer(
+        accelerator="cpu",
+        strategy=SingleDeviceStrategy(torch.device("cpu")),  # what it ran on before; never a DDP job's ranks
+        max_epochs=epochs,
+        logger=CSVLogger(log_dir.parent, name=log_dir.name, version=""),
+        callbacks=[checkpoint, *progress_callbacks(progress)],
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        log_every_n_steps=max(1, min(50, steps_per_epoch)),
+    )
 
 
 def pretrain_backbone(
@@ -73,9 +129,11 @@ def pretrain_backbone(
     weight_decay: float = 5e-4,
     num_workers: int = 1,
     seed: int = 0,
+    progress: bool = True,
 ) -> dict:
     """Train, fold BatchNorm, save the plain classifier to ``out`` (+ ``out``.json with its accuracy).
 
+    The run's CSV log and ``checkpoints/last.ckpt`` go to the folder ``out`` without its suffix.
     Reuses ``out`` when it exists with the same settings. Returns the summary dict.
     """
     out = Path(out)
@@ -106,32 +164,21 @@ def pretrain_backbone(
     val = _loader(root / "val", False, 100, 0, seed)
     num_classes = len(train.dataset.classes)
     model = VGGClassifier(spec, num_classes, batch_norm=True)
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=weight_decay, nesterov=True)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=epochs * len(train), pct_start=0.15)
+    module = ClassifierModule(model, lr, weight_decay, total_steps=epochs * len(train))
+    trainer = _trainer(out.with_suffix(""), epochs, len(train), progress)
     start = time.perf_counter()
-    for epoch in range(epochs):
-        model.train()
-        seen = loss_sum = 0.0
-        for x, y in train:
-            loss = F.cross_entropy(model(x), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            loss_sum, seen = loss_sum + loss.item() * len(y), seen + len(y)
-        log.info("pretrain epoch %d/%d: loss %.3f", epoch + 1, epochs, loss_sum / seen)
+    trainer.fit(module, train_dataloaders=train, val_dataloaders=val)
     plain = fold_batchnorm(model.eval())
-    val_acc = accuracy(plain, val)
+    (scores,) = trainer.validate(ClassifierModule(plain), dataloaders=val, verbose=False)  # the saved net
+    val_acc = round(scores["val/acc"], 6)  # a float32 of correct / total, back to that fraction
     summary = {
         "settings": settings,
         "val_accuracy": val_acc,
         "train_seconds": round(time.perf_counter() - start, 1),
         "classes": train.dataset.classes,
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    torch.save(plain.state_dict(), tmp)
-    os.replace(tmp, out)
-    summary_path.write_text(json.dumps(summary, indent=1))
+    with atomic_path(out) as tmp, tmp.open("wb") as f:  # a file object: no temp name inside the archive
+        torch.save(plain.state_dict(), f)
+    write_json(summary_path, summary)
     log.info("pretrained %s: val accuracy %.1f%% after %d epochs", backbone, 100 * val_acc, epochs)
     return summary

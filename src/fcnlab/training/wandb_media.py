@@ -4,12 +4,9 @@ hint. Nothing here imports wandb unless a wandb run is actually used."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
-import random
 import sys
-from collections.abc import Iterator
 from typing import Any
 
 import lightning as L
@@ -18,6 +15,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.trainer.states import TrainerFn
+from lightning.pytorch.utilities.seed import isolate_rng
 
 from fcnlab.data.classes import VOID
 from fcnlab.data.input_space import get_input_space
@@ -48,21 +46,10 @@ def wandb_logger(group_by_sweep: bool = True, **kwargs: Any) -> WandbLogger:
     if group_by_sweep:
         kwargs["group"] = sweep_group(kwargs.get("group") or "", _multirun_sweep_dir()) or None
     logger = WandbLogger(**kwargs)
-    # Lightning always passes `anonymous`, which wandb >= 0.2x only warns about in every job.
+    # Lightning always passes `anonymous`, which wandb >= 0.2x only warns about in every job. Private
+    # attribute, pinned to lightning >=2.5,<2.7 (tests/test_lightning_pins.py).
     getattr(logger, "_wandb_init", {}).pop("anonymous", None)
     return logger
-
-
-@contextlib.contextmanager
-def _rng_untouched() -> Iterator[None]:
-    """Restore the CPU RNGs (python, numpy, torch) afterwards, so logging never shifts training's draws."""
-    states = random.getstate(), np.random.get_state(), torch.get_rng_state()
-    try:
-        yield
-    finally:
-        random.setstate(states[0])
-        np.random.set_state(states[1])
-        torch.set_rng_state(states[2])
 
 
 def confusion_heatmap(confusion: np.ndarray, class_names: list[str], title: str) -> np.ndarray:
@@ -142,7 +129,8 @@ class WandbMediaCallback(Callback):
         if run is None:
             return
         self._logged_confusion = confusion
-        with _rng_untouched():
+        # The extra forward passes must not shift training's draws (CUDA's too, once it is in use).
+        with isolate_rng(include_cuda=torch.cuda.is_initialized()):
             self._log(run, trainer, pl_module, scores, confusion)
 
     def _log(self, run: Any, trainer: L.Trainer, pl_module: L.LightningModule, scores, confusion) -> None:

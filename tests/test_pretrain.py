@@ -1,0 +1,62 @@
+"""Backbone pretraining through Lightning: the same numbers as a plain loop, a torchvision-layout file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+
+from fcnlab.models.vgg import VGGClassifier, fold_batchnorm, vgg16_tiny_spec
+from fcnlab.training.pretrain import _loader, pretrain_backbone
+
+SETTINGS = {"epochs": 2, "batch_size": 8, "lr": 0.02, "num_workers": 1, "seed": 4}
+
+
+def plain_loop(data_root: str) -> tuple[dict, float]:
+    """The pretraining written as a bare loop: folded weights and val accuracy to compare against."""
+    torch.manual_seed(SETTINGS["seed"])
+    root = Path(data_root) / "classification"
+    train = _loader(root / "train", True, SETTINGS["batch_size"], SETTINGS["num_workers"], SETTINGS["seed"])
+    val = _loader(root / "val", False, 100, 0, SETTINGS["seed"])
+    model = VGGClassifier(vgg16_tiny_spec(), len(train.dataset.classes), batch_norm=True)
+    lr, steps = SETTINGS["lr"], SETTINGS["epochs"] * len(train)
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4, nesterov=True)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps, pct_start=0.15)
+    for _ in range(SETTINGS["epochs"]):
+        model.train()
+        for x, y in train:
+            loss = F.cross_entropy(model(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+    plain = fold_batchnorm(model.eval())
+    with torch.no_grad():
+        hits = [(plain(x).argmax(1) == y).sum().item() for x, y in val]
+    return plain.state_dict(), sum(hits) / len(val.dataset)
+
+
+def test_pretraining_equals_a_plain_loop_and_saves_a_torchvision_layout(tiny_data, tmp_path):
+    L.seed_everything(0, workers=True)  # as fcnlab-train does first: Lightning must not re-seed workers
+    out = tmp_path / "pretrained" / "tiny.pth"
+    summary = pretrain_backbone(tiny_data, out, **SETTINGS)
+    expected, accuracy = plain_loop(tiny_data)
+
+    saved = torch.load(out, weights_only=True)
+    assert list(saved) == list(expected) and all(torch.equal(saved[k], expected[k]) for k in expected)
+    assert summary["val_accuracy"] == accuracy  # torchmetrics' accuracy, the exact fraction
+    assert json.loads(out.with_suffix(".json").read_text()) == summary
+    VGGClassifier(vgg16_tiny_spec(), len(summary["classes"])).load_state_dict(saved)  # strict: plain VGG16
+
+    run = tmp_path / "pretrained" / "tiny"
+    rows = (run / "metrics.csv").read_text().splitlines()
+    assert "train/loss_epoch" in rows[0] and "val/acc" in rows[0]
+    last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
+    assert last["epoch"] == SETTINGS["epochs"] - 1
+    assert sorted(p.name for p in out.parent.iterdir()) == ["tiny", "tiny.json", "tiny.pth"]  # no temp file
+
+    stamp = out.stat().st_mtime_ns
+    assert pretrain_backbone(tiny_data, out, **SETTINGS) == summary and out.stat().st_mtime_ns == stamp
