@@ -17,18 +17,12 @@ from torchvision import tv_tensors
 
 from conftest import TINY_DATA
 from fcnlab.data import SegmentationDataModule, protocol_samples, seg11valid_ids, synthetic, voc
+from fcnlab.data.check import check_sample, check_samples, mat_labels_shape
 from fcnlab.data.classes import VOID
 from fcnlab.data.input_space import CAFFE_MEAN_BGR, INPUT_SPACES, InputSpace, get_input_space
+from fcnlab.data.loading import load_image, load_mask, load_sample
 from fcnlab.data.transforms import RandomScale, eval_transform, pad_collate, train_transform
-from fcnlab.data.voc import (
-    check_sample,
-    check_samples,
-    load_image,
-    load_mask,
-    load_sample,
-    mat_labels_shape,
-    read_ids,
-)
+from fcnlab.data.voc import read_ids
 from fcnlab.errors import FCNLabError
 
 

@@ -29,8 +29,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from fcnlab.data.classes import voc_palette
 from fcnlab.data.input_space import InputSpace
+from fcnlab.data.loading import rgb_pixels
 from fcnlab.data.transforms import eval_transform
-from fcnlab.data.voc import rgb_pixels
 from fcnlab.errors import FCNLabError, one_line
 from fcnlab.runinfo import write_json
 
@@ -126,7 +126,7 @@ def _no_pil_pixel_limit() -> Iterator[None]:
 def read_image(path: Path, max_pixels: int) -> torch.Tensor:
     """(3, H, W) uint8 RGB in display orientation (EXIF applied); the size is checked before decoding.
 
-    16-bit greyscale is rescaled to 8 bits (``fcnlab.data.voc.rgb_pixels``), not clipped to white.
+    16-bit greyscale is rescaled to 8 bits (``fcnlab.data.loading.rgb_pixels``), not clipped to white.
     """
     try:
         with _no_pil_pixel_limit(), warnings.catch_warnings(), Image.open(path) as img:
