@@ -465,7 +465,7 @@ def _exif_rotated_image(sample) -> None:
 
 
 def test_exif_is_ignored_by_datasets_and_named_when_it_explains_a_mismatch(data_copy):
-    from fcnlab.inference.predict import read_image
+    from fcnlab.inference.inputs import read_image
 
     _, val, _ = protocol_samples(data_copy, "seg11valid")
     height, width = load_mask(val[0].mask).shape
