@@ -18,9 +18,9 @@ from torch import nn
 class GemmConv2d(nn.Conv2d):
     """``nn.Conv2d`` computed on CPU as unfold + one matrix product when the output has few pixels (fc6).
 
-    fc6 is a 7×7 kernel over a small pool5 map. Measured on 2 cores (docs/performance.md), unfold +
-    matmul runs VGG16's fc6 forward + backward 8 % faster than the oneDNN convolution and skips
-    oneDNN's weight-sized copy of the weight gradient (392 MiB for VGG16's fc6). Same
+    fc6 is a 7×7 kernel over a small pool5 map. On CPU, unfold + matmul runs VGG16's fc6 forward +
+    backward faster than the oneDNN convolution and skips oneDNN's weight-sized copy of the weight
+    gradient (figures in docs/performance.md). Same
     parameters and state dict as ``nn.Conv2d``; on other devices, under ``torch.compile``, export or
     tracing, or once batch × output pixels exceed the output channels, it is the plain convolution.
     """

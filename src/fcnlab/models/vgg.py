@@ -43,8 +43,8 @@ def vgg16_spec() -> VGGSpec:
 def vgg16_tiny_spec(width_divisor: int = 8, pool5_size: int = 3, dropout: float = 0.0) -> VGGSpec:
     """VGG16 with every width divided by ``width_divisor``; classifier input 32 * pool5_size px.
 
-    Dropout defaults to 0: measured on the generated classification set, a 512-wide fc7 with
-    dropout 0.5 stayed at chance for 4 epochs where the same net without it reached 29 %.
+    Dropout defaults to 0: on the generated classification set a 512-wide fc7 with dropout 0.5
+    stayed at chance where the same net without it learned (figures in docs/performance.md).
     """
     if width_divisor < 1 or 512 % width_divisor:
         raise ValueError(f"width_divisor must divide 512, got {width_divisor}")
@@ -199,8 +199,8 @@ class VGGBackbone(nn.Module):
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         eager = not (torch.compiler.is_compiling() or torch.jit.is_tracing())
         if eager and x.device.type == "cpu" and x.dim() == 4:
-            # oneDNN runs NHWC convs without reordering every layer's input and output: measured on
-            # 2 cores (docs/performance.md), VGG16 FCN-8s forward -15 to -23 %, training step -4 to -7 %.
+            # oneDNN runs NHWC convs without reordering every layer's input and output, so the
+            # forward and the training step are faster (figures in docs/performance.md).
             x = x.contiguous(memory_format=torch.channels_last)
         out: dict[str, torch.Tensor] = {}
         for i, layer in enumerate(self.features):
