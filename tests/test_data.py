@@ -17,18 +17,12 @@ from torchvision import tv_tensors
 
 from conftest import TINY_DATA
 from fcnlab.data import SegmentationDataModule, protocol_samples, seg11valid_ids, synthetic, voc
+from fcnlab.data.check import check_sample, check_samples, mat_labels_shape
 from fcnlab.data.classes import VOID
 from fcnlab.data.input_space import CAFFE_MEAN_BGR, INPUT_SPACES, InputSpace, get_input_space
+from fcnlab.data.loading import load_image, load_mask, load_sample
 from fcnlab.data.transforms import RandomScale, eval_transform, pad_collate, train_transform
-from fcnlab.data.voc import (
-    check_sample,
-    check_samples,
-    load_image,
-    load_mask,
-    load_sample,
-    mat_labels_shape,
-    read_ids,
-)
+from fcnlab.data.voc import read_ids
 from fcnlab.errors import FCNLabError
 
 
@@ -471,7 +465,7 @@ def _exif_rotated_image(sample) -> None:
 
 
 def test_exif_is_ignored_by_datasets_and_named_when_it_explains_a_mismatch(data_copy):
-    from fcnlab.inference.predict import read_image
+    from fcnlab.inference.inputs import read_image
 
     _, val, _ = protocol_samples(data_copy, "seg11valid")
     height, width = load_mask(val[0].mask).shape

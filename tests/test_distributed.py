@@ -16,8 +16,9 @@ from hydra.types import RunMode
 from omegaconf import OmegaConf, open_dict
 
 from fcnlab.data.classes import VOID
+from fcnlab.data.loading import load_sample
 from fcnlab.data.sampling import ShardSampler
-from fcnlab.data.voc import load_sample, protocol_samples
+from fcnlab.data.voc import protocol_samples
 from fcnlab.inference.evaluate import evaluate
 from fcnlab.training.distributed import rank_command
 from test_train import make_cfg, train_command

@@ -14,7 +14,7 @@ import torch
 
 from fcnlab.errors import FCNLabError
 from fcnlab.inference.export import export
-from fcnlab.inference.predict import normalize
+from fcnlab.inference.inputs import normalize
 from fcnlab.training import load_module
 
 onnx = pytest.importorskip("onnx")

@@ -8,11 +8,12 @@ import pytest
 import torch
 
 from fcnlab.bench import gpu_check
+from fcnlab.cli.gpu_check import main
 
 
 def test_without_cuda_it_says_so_in_one_line_and_exits_0(monkeypatch, capsys, tmp_path):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert gpu_check.main(["--out", str(tmp_path / "gpu.json")]) == 0
+    assert main(["--out", str(tmp_path / "gpu.json")]) == 0
     out, err = capsys.readouterr()
     assert out.splitlines() == [
         "gpu-check: no CUDA device here (torch.cuda.is_available() is False); nothing measured"
@@ -38,7 +39,7 @@ def test_bf16_verdict_needs_losses_and_scoring_update_to_agree():
 @pytest.mark.slow
 def test_smoke_runs_every_step_through_the_entry_points(tmp_path, capsys):
     out = tmp_path / "gpu_check.json"
-    assert gpu_check.main(["--smoke", "--out", str(out)]) == 0
+    assert main(["--smoke", "--out", str(out)]) == 0
     figures = json.loads(out.read_text())
     plan = gpu_check.Plan.smoke()
     for run in ("heavy", "paper"):

@@ -24,7 +24,8 @@ from torch.utils.data import DataLoader, TensorDataset
 from fcnlab.config import CONF_DIR
 from fcnlab.data.classes import voc_palette
 from fcnlab.errors import FCNLabError
-from fcnlab.inference.predict import predict, read_image, save_png
+from fcnlab.inference.inputs import read_image
+from fcnlab.inference.predict import predict, save_png
 from fcnlab.training import FCNModule
 
 NUM_CLASSES = 21

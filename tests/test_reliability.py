@@ -28,10 +28,11 @@ import scipy.io
 import torch
 from PIL import Image
 
-from fcnlab.data.voc import load_mask, load_sample, protocol_samples
+from fcnlab.data.loading import load_mask, load_sample
+from fcnlab.data.voc import protocol_samples
 from fcnlab.errors import FCNLabError
 from fcnlab.inference.export import export
-from fcnlab.inference.predict import list_inputs, plan_outputs, read_image
+from fcnlab.inference.inputs import list_inputs, plan_outputs, read_image
 from fcnlab.models.vgg import VGGClassifier, vgg16_tiny_spec
 from fcnlab.training import FCNModule, load_module
 from fcnlab.training.run import train

@@ -10,8 +10,9 @@ from PIL import Image
 from torchvision import tv_tensors
 
 from fcnlab.data.datamodule import SegmentationDataModule
+from fcnlab.data.loading import load_sample
 from fcnlab.data.transforms import eval_transform
-from fcnlab.data.voc import load_sample, protocol_samples
+from fcnlab.data.voc import protocol_samples
 from fcnlab.training import FCNModule
 from fcnlab.training.figure_panels import write_figure_panels
 

@@ -91,8 +91,9 @@ def test_each_job_writes_figure4_panels_of_its_best_checkpoint(table2_sweep):
     from PIL import Image
     from torchvision import tv_tensors
 
+    from fcnlab.data.loading import load_sample
     from fcnlab.data.transforms import eval_transform
-    from fcnlab.data.voc import load_sample, protocol_samples
+    from fcnlab.data.voc import protocol_samples
     from fcnlab.training import load_module
 
     jobs = sorted(p for p in table2_sweep.iterdir() if p.is_dir())

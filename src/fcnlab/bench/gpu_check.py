@@ -27,65 +27,11 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import lightning as L
 import torch
 
 BF16_TOLERANCE = 2e-2  # bf16-mixed vs fp32: relative difference of the losses and of the score_fr update
 # File names model.pretrained reads in $TORCH_HOME/hub/checkpoints: torchvision's VGG16, torchfcn's Caffe one.
 WEIGHT_FILES = ("vgg16-397923af.pth", "vgg16_from_caffe.pth")
-
-
-class StepTimer(L.Callback):
-    """Times training steps after ``warmup`` iterations and writes the figures to ``out`` (JSON).
-
-    The clock stops on the last iteration's batch, before the validation that follows it. Losses of
-    the first ``keep_losses`` batches are kept (as tensors until the end: no sync per step).
-    """
-
-    def __init__(self, out: str, warmup: int = 5, keep_losses: int = 20) -> None:
-        self.out, self.warmup, self.keep = Path(out), warmup, keep_losses
-        self.losses: list[torch.Tensor] = []
-        self.start: tuple[float, int, int] | None = None  # (time, batches, step) when timing began
-        self.batches, self.record = 0, None
-
-    @staticmethod
-    def _sync() -> None:
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-
-    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if torch.cuda.is_available():
-            torch.cuda.reset_peak_memory_stats()
-
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, *args) -> None:
-        self.batches += 1
-        if len(self.losses) < self.keep:
-            loss = outputs["loss"] if isinstance(outputs, dict) else outputs
-            self.losses.append(loss.detach().float() * trainer.accumulate_grad_batches)
-        step = trainer.global_step
-        if self.start is None and step >= self.warmup:
-            self._sync()
-            self.start = (time.perf_counter(), self.batches, step)
-        elif self.start is not None and self.record is None and 0 < trainer.max_steps <= step:
-            self._sync()
-            t0, b0, s0 = self.start
-            seconds = time.perf_counter() - t0
-            images = (self.batches - b0) * trainer.datamodule.batch_size
-            self.record = {
-                "iterations_timed": step - s0,
-                "seconds": seconds,
-                "ms_per_iteration": 1000 * seconds / max(step - s0, 1),
-                "images_per_s": images / seconds if seconds > 0 else float("nan"),
-                "peak_memory_bytes": torch.cuda.max_memory_allocated() if torch.cuda.is_available() else None,
-                "precision": str(trainer.precision),
-            }
-
-    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        record = dict(self.record or {})
-        record["losses"] = [float(v) for v in self.losses]
-        from fcnlab.runinfo import write_json
-
-        write_json(self.out, record)
 
 
 @dataclass(frozen=True)
@@ -180,7 +126,7 @@ def train_run(
         f"trainer.max_steps={steps}",
         f"trainer.limit_val_batches={plan.val_batches}",
         "trainer.enable_progress_bar=false",
-        "+callbacks.gpu_timer._target_=fcnlab.bench.gpu_check.StepTimer",
+        "+callbacks.gpu_timer._target_=fcnlab.bench.step_timer.StepTimer",
         f"+callbacks.gpu_timer.out={out}",
         f"+callbacks.gpu_timer.warmup={min(plan.warmup, steps - 1)}",
         *plan.extra,
@@ -236,24 +182,8 @@ def describe(name: str, record: dict) -> str:
     )
 
 
-def check(plan: Plan, work: Path) -> dict:
-    data = generate_data(work / "voc", plan)
-    write_weights(work / "torch_home")
-    results: dict = {"plan": asdict(plan)}
-
-    heavy = train_run(plan, work, data, "heavy", "table2_voc_heavy", plan.heavy_steps)
-    print(describe("heavy preset (table2_voc_heavy, FCN-32s, batch 1)", heavy), flush=True)
-    paper = train_run(
-        plan,
-        work,
-        data,
-        "paper",
-        "table2_voc",
-        plan.paper_updates,
-        f"trainer.accumulate_grad_batches={plan.paper_accumulate}",
-    )
-    print(describe(f"paper preset (table2_voc, FCN-32s, {plan.paper_accumulate} images an update)", paper))
-
+def _compare_precisions_run(plan: Plan, work: Path, data: Path) -> dict:
+    """Step 3: the heavy preset's first iterations in fp32 and in bf16-mixed, compared (one line)."""
     runs = {}
     for precision in ("32-true", "bf16-mixed"):
         runs[precision] = train_run(
@@ -283,7 +213,11 @@ def check(plan: Plan, work: Path) -> dict:
         f"{comparison['loss_max_rel_diff']:.2e}, score_fr updates by {comparison['update_rel_diff']:.2e} "
         f"(relative; tolerance {BF16_TOLERANCE:.0e}); {verdict}"
     )
+    return comparison
 
+
+def _eval_run(plan: Plan, work: Path, data: Path) -> dict:
+    """Step 4: ``fcnlab-eval`` of the heavy run's best checkpoint on seg11valid (one line)."""
     n_val = plan.data["voc_val"] - plan.data["voc_val_in_sbd_train"]
     eval_args = [
         f"ckpt={work / 'heavy' / 'checkpoints' / 'best.ckpt'}",
@@ -299,10 +233,27 @@ def check(plan: Plan, work: Path) -> dict:
         f"fcnlab-eval on {n_val} images: {seconds:.1f} s wall (process start included), "
         f"{n_val / seconds:.1f} images/s"
     )
-    results.update(
-        heavy=heavy,
-        paper=paper,
-        bf16_vs_fp32=comparison,
-        eval={"images": n_val, "seconds": seconds, "images_per_s": n_val / seconds},
+    return {"images": n_val, "seconds": seconds, "images_per_s": n_val / seconds}
+
+
+def check(plan: Plan, work: Path) -> dict:
+    """The four steps of the module doc on a tree generated under ``work``; their figures."""
+    data = generate_data(work / "voc", plan)
+    write_weights(work / "torch_home")
+    results: dict = {"plan": asdict(plan)}
+
+    heavy = train_run(plan, work, data, "heavy", "table2_voc_heavy", plan.heavy_steps)
+    print(describe("heavy preset (table2_voc_heavy, FCN-32s, batch 1)", heavy), flush=True)
+    paper = train_run(
+        plan,
+        work,
+        data,
+        "paper",
+        "table2_voc",
+        plan.paper_updates,
+        f"trainer.accumulate_grad_batches={plan.paper_accumulate}",
     )
+    print(describe(f"paper preset (table2_voc, FCN-32s, {plan.paper_accumulate} images an update)", paper))
+    comparison = _compare_precisions_run(plan, work, data)
+    results.update(heavy=heavy, paper=paper, bf16_vs_fp32=comparison, eval=_eval_run(plan, work, data))
     return results

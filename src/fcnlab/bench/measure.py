@@ -46,7 +46,7 @@ def median(values: list[float]) -> float:
 
 def count_flops(fn: Callable[[], object]) -> int:
     """FLOPs (a multiply-add counts 2) of the convolutions and matmuls ``fn`` runs, by torch's counter."""
-    from torch.utils.flop_counter import FlopCounterMode  # imported late: it adds ~80 MiB to the RSS
+    from torch.utils.flop_counter import FlopCounterMode  # late: it grows the RSS
 
     with FlopCounterMode(display=False) as counter:
         fn()

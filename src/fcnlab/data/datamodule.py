@@ -10,11 +10,13 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from torchvision import tv_tensors
 
+from fcnlab.data.check import check_samples
 from fcnlab.data.classes import SHAPES_CLASSES, VOC_CLASSES
 from fcnlab.data.input_space import InputSpace, get_input_space
+from fcnlab.data.loading import load_sample
 from fcnlab.data.sampling import EpochSampler, ShardSampler
 from fcnlab.data.transforms import eval_transform, pad_collate, train_transform
-from fcnlab.data.voc import Sample, check_samples, load_sample, protocol_samples
+from fcnlab.data.voc import Sample, protocol_samples
 from fcnlab.errors import FCNLabError
 
 
@@ -56,7 +58,7 @@ class SegmentationDataModule(L.LightningDataModule):
     ``check`` (``data.check``) is how ``setup`` checks every train and val sample before training, so a
     bad file stops the run at once with the message loading it would give, not epochs later:
     ``headers`` (default: headers, modes, palettes, sizes, SBD's small ``.mat`` files), ``full`` (decode
-    everything) or ``none`` (see :func:`fcnlab.data.voc.check_sample`).
+    everything) or ``none`` (see :func:`fcnlab.data.check.check_sample`).
     ``input_space`` (``fcnlab.data.input_space``) is the model's: ``fcnlab-train`` resolves it from
     ``model.input_space`` and the weights, ``fcnlab-eval`` takes it from the checkpoint.
     """

@@ -32,10 +32,11 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from fcnlab.atomic import atomic_path, write_json
 from fcnlab.data.input_space import InputSpace
 from fcnlab.errors import FCNLabError, one_line
-from fcnlab.inference.predict import normalize
-from fcnlab.runinfo import git_sha, write_json
+from fcnlab.inference.inputs import normalize
+from fcnlab.runinfo import git_sha
 
 FORMATS = ("onnx",)
 EXPORTERS = ("dynamo", "torchscript")
@@ -230,29 +231,32 @@ def export(cfg: DictConfig) -> dict:
 
     exporter, sizes = _check_options(cfg)
     _import_onnx(exporter)
-    import onnx
-    import onnxruntime
-
     target = output_path(str(cfg.ckpt), cfg.get("output"))
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    check_writable(target, tmp)  # before loading and exporting, which take a while
+    check_writable(target, target.with_name(f".{target.name}.{os.getpid()}.probe"))  # before the slow part
     torch.set_flush_denormal(True)
     module = load_module(str(cfg.ckpt), name=cfg.get("model", {}).get("name"))
     model = module.model.eval()
-    space = module.input_space
-    try:
+    with atomic_path(target) as tmp:  # a failed export or check leaves no file
         try:
             opset = export_onnx(model, tmp, exporter, int(cfg.opset))
         except Exception as e:
             raise FCNLabError(
                 f"exporter={exporter} could not export {model.name}: {type(e).__name__}: {one_line(e)[:200]}"
             ) from None
-        checks = verify_onnx(model, tmp, sizes, float(cfg.tolerance), space, exporter)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-    hparams = module.hparams["model"]
-    sidecar = {
+        checks = verify_onnx(model, tmp, sizes, float(cfg.tolerance), module.input_space, exporter)
+    sidecar = _sidecar(cfg, module, target, {"opset": opset, "exporter": exporter, "checks": checks})
+    write_json(target.with_name(target.name + ".json"), sidecar)
+    return {**sidecar, "path": str(target)}
+
+
+def _sidecar(cfg: DictConfig, module, target: Path, export: dict) -> dict:
+    """``<output>.json``: the graph's input and output, classes, the export's checks, shas and versions."""
+    import onnx
+    import onnxruntime
+
+    model, space, hparams = module.model, module.input_space, module.hparams["model"]
+    checks = export["checks"]
+    return {
         "format": "onnx",
         "file": target.name,
         "input": {
@@ -272,8 +276,8 @@ def export(cfg: DictConfig) -> dict:
         "backbone": hparams.get("backbone"),
         "num_classes": model.num_classes,
         "class_names": list(module.class_names),
-        "opset": opset,
-        "exporter": exporter,
+        "opset": export["opset"],
+        "exporter": export["exporter"],
         "tolerance": float(cfg.tolerance),
         "checks": checks,
         "max_abs_diff": max(c["max_abs_diff"] for c in checks),
@@ -286,5 +290,3 @@ def export(cfg: DictConfig) -> dict:
             "onnxruntime": onnxruntime.__version__,
         },
     }
-    write_json(target.with_name(target.name + ".json"), sidecar)
-    return {**sidecar, "path": str(target)}

@@ -1,10 +1,8 @@
 """FCN models: VGG16 backbones, convolutionalization, bilinear upsampling, FCN-32s/16s/8s."""
 
-from fcnlab.models import fcn as _fcn  # noqa: F401  (registers the FCN family)
 from fcnlab.models.convolutionalize import convolutionalize
-from fcnlab.models.factory import create_backbone, create_model
+from fcnlab.models.factory import create_model, list_models
 from fcnlab.models.fcn import FCN
-from fcnlab.models.registry import list_models
 from fcnlab.models.upsample import BilinearUpsample, bilinear_kernel
 from fcnlab.models.weights import load_staged
 
@@ -13,7 +11,6 @@ __all__ = [
     "BilinearUpsample",
     "bilinear_kernel",
     "convolutionalize",
-    "create_backbone",
     "create_model",
     "list_models",
     "load_staged",

@@ -8,33 +8,14 @@ from torch import nn
 
 from fcnlab.errors import FCNLabError
 from fcnlab.models.convolutionalize import convolutionalize
-from fcnlab.models.registry import model_builder
+from fcnlab.models.fcn import MODELS
 from fcnlab.models.vgg import VGGBackbone, VGGClassifier, backbone_spec
 from fcnlab.models.weights import load_classifier, resolve_pretrained
 
 
-def create_backbone(
-    backbone: str = "vgg16",
-    geometry: str = "faithful",
-    pretrained: str | os.PathLike | None = None,
-    **backbone_kwargs,
-) -> VGGBackbone:
-    """A convolutionalized VGG16-topology backbone, from random init or a classifier's weights."""
-    spec = backbone_spec(backbone, backbone_kwargs)  # unknown backbone or option: FCNLabError
-    if geometry not in VGGBackbone.GEOMETRIES:
-        raise FCNLabError(f"unknown geometry {geometry!r}; valid: {', '.join(VGGBackbone.GEOMETRIES)}")
-    classifier = VGGClassifier(spec)
-    state = resolve_pretrained(pretrained, backbone)
-    if state is not None:
-        load_classifier(classifier, state, str(pretrained))
-    k = spec.pool5_size
-    if geometry == "efficient" and k % 2 == 0:
-        raise FCNLabError(f"geometry=efficient needs an odd fc6 kernel (pool5_size), got {k}")
-    # faithful: fc6 unpadded, as the classifier; efficient: padded to keep the pool5 map's size.
-    fc = convolutionalize(
-        classifier.classifier, spec.widths[-1], k, padding=0 if geometry == "faithful" else k // 2
-    )
-    return VGGBackbone(classifier.features, fc, spec, geometry)
+def list_models() -> list[str]:
+    """Names accepted by :func:`create_model`, sorted."""
+    return sorted(MODELS)
 
 
 def create_model(
@@ -48,7 +29,7 @@ def create_model(
     learn_upsampling: bool = True,
     **backbone_kwargs,
 ) -> nn.Module:
-    """Build a registered FCN (see ``list_models()``).
+    """Build an FCN by name (see ``list_models()``) on a convolutionalized VGG16-topology backbone.
 
     ``pretrained``: None (random init), "imagenet" (torchvision's VGG16 file, local only),
     "imagenet_caffe" (torchfcn's Caffe-converted VGG16, local only; its input space is caffe, see
@@ -58,12 +39,25 @@ def create_model(
     (the reference release). Extra keywords override the backbone's own defaults
     (:func:`fcnlab.models.vgg.backbone_options`), e.g. ``width_divisor`` for ``vgg16_tiny``.
     """
-    build = model_builder(name)
+    if name not in MODELS:
+        raise FCNLabError(f"unknown model {name!r}; valid: {', '.join(list_models())}")
     if num_classes < 1:
         raise FCNLabError(f"num_classes must be >= 1, got {num_classes}")
-    net = build(
-        create_backbone(backbone, geometry, pretrained, **backbone_kwargs), num_classes, learn_upsampling
+    spec = backbone_spec(backbone, backbone_kwargs)  # unknown backbone or option: FCNLabError
+    if geometry not in VGGBackbone.GEOMETRIES:
+        raise FCNLabError(f"unknown geometry {geometry!r}; valid: {', '.join(VGGBackbone.GEOMETRIES)}")
+    classifier = VGGClassifier(spec)  # a VGG16-topology classifier, from random init or given weights
+    state = resolve_pretrained(pretrained, backbone)
+    if state is not None:
+        load_classifier(classifier, state, str(pretrained))
+    k = spec.pool5_size
+    if geometry == "efficient" and k % 2 == 0:
+        raise FCNLabError(f"geometry=efficient needs an odd fc6 kernel (pool5_size), got {k}")
+    # faithful: fc6 unpadded, as the classifier; efficient: padded to keep the pool5 map's size.
+    fc = convolutionalize(
+        classifier.classifier, spec.widths[-1], k, padding=0 if geometry == "faithful" else k // 2
     )
+    net = MODELS[name](VGGBackbone(classifier.features, fc, spec, geometry), num_classes, learn_upsampling)
     if freeze_backbone:
         net.backbone.requires_grad_(False)
     return net

@@ -13,7 +13,6 @@ import torch
 from torch import nn
 
 from fcnlab.models.geometry import CoordMap, shift
-from fcnlab.models.registry import register_model
 from fcnlab.models.upsample import BilinearUpsample
 
 
@@ -114,25 +113,25 @@ class FCN(nn.Module):
         return out[..., c : c + h, c : c + w]
 
 
-@register_model
 def fcn32s(backbone: nn.Module, num_classes: int, learn_upsampling: bool = True) -> FCN:
     """FCN-32s: one stride-32 prediction upsampled in a single step (FCN-VGG16, Table 1)."""
     return FCN(backbone, num_classes, (), None, learn_upsampling, "fcn32s")
 
 
-@register_model
 def fcn16s(backbone: nn.Module, num_classes: int, learn_upsampling: bool = True) -> FCN:
     """FCN-16s: + pool4 scores at stride 16 (Fig. 3, dashed line)."""
     return FCN(backbone, num_classes, ("pool4",), None, learn_upsampling, "fcn16s")
 
 
-@register_model
 def fcn8s(backbone: nn.Module, num_classes: int, learn_upsampling: bool = True) -> FCN:
     """FCN-8s: + pool4 and pool3 scores, stride 8 (Fig. 3, dotted line)."""
     return FCN(backbone, num_classes, ("pool4", "pool3"), None, learn_upsampling, "fcn8s")
 
 
-@register_model
 def fcn8s_atonce(backbone: nn.Module, num_classes: int, learn_upsampling: bool = True) -> FCN:
     """FCN-8s trained all at once: pool4 scaled by 0.01 and pool3 by 0.0001 before scoring."""
     return FCN(backbone, num_classes, ("pool4", "pool3"), (0.01, 0.0001), learn_upsampling, "fcn8s_atonce")
+
+
+# model name -> builder(backbone, num_classes, learn_upsampling): the names create_model accepts
+MODELS = {fn.__name__: fn for fn in (fcn32s, fcn16s, fcn8s, fcn8s_atonce)}

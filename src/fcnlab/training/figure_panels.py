@@ -27,8 +27,9 @@ from torchvision import tv_tensors
 
 from fcnlab.atomic import atomic_path, write_json
 from fcnlab.data.classes import voc_palette
+from fcnlab.data.loading import load_sample
 from fcnlab.data.transforms import eval_transform
-from fcnlab.data.voc import Sample, load_sample, protocol_samples
+from fcnlab.data.voc import Sample, protocol_samples
 
 if TYPE_CHECKING:
     from fcnlab.data.datamodule import SegmentationDataModule
