@@ -46,7 +46,8 @@ def create_model(
     pretrained: str | os.PathLike | None = None,
     freeze_backbone: bool = False,
     learn_upsampling: bool = True,
-    **backbone_kwargs,
+    backbone_kwargs: dict | None = None,
+    **backbone_options,
 ) -> nn.Module:
     """Build a registered FCN (see ``list_models()``).
 
@@ -55,15 +56,15 @@ def create_model(
     ``fcnlab.data.input_space``) or a path to a VGG16-layout classifier state dict.
     ``freeze_backbone`` leaves only the layers after fc7 trainable (FCN-32s-fixed).
     ``learn_upsampling`` trains the 2× upsamplings inside 16s/8s (the paper) or keeps them bilinear
-    (the reference release). Extra keywords override the backbone's own defaults
-    (:func:`fcnlab.models.vgg.backbone_options`), e.g. ``width_divisor`` for ``vgg16_tiny``.
+    (the reference release). ``backbone_kwargs`` (the ``model.backbone_kwargs`` of a config) and extra
+    keywords override the backbone's own defaults (:func:`fcnlab.models.vgg.backbone_options`), e.g.
+    ``width_divisor`` for ``vgg16_tiny``.
     """
     build = model_builder(name)
     if num_classes < 1:
         raise FCNLabError(f"num_classes must be >= 1, got {num_classes}")
-    net = build(
-        create_backbone(backbone, geometry, pretrained, **backbone_kwargs), num_classes, learn_upsampling
-    )
+    options = {**(backbone_kwargs or {}), **backbone_options}
+    net = build(create_backbone(backbone, geometry, pretrained, **options), num_classes, learn_upsampling)
     if freeze_backbone:
         net.backbone.requires_grad_(False)
     return net
