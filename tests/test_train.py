@@ -202,8 +202,13 @@ def test_eval_reproduces_the_metrics_logged_at_the_end_of_training(tiny_data, tm
     results = train(cfg)
     assert results["status"] == "ok" and Path(results["best_checkpoint"]).is_file()
     assert json.loads((tmp_path / "results.json").read_text())["metrics"] == results["metrics"]
-    saved = torch.load(results["best_checkpoint"], map_location="cpu", weights_only=False)["fcnlab"]
+    ckpt = torch.load(results["best_checkpoint"], map_location="cpu", weights_only=False)
+    saved = ckpt["fcnlab"]
     assert saved["config"]["model"]["name"] == "fcn16s" and saved["git_sha"]
+    assert saved["config"]["stage"] == {"variant": "fcn16s", "parent": "fcn32s", "stages": 1}
+    stored = ckpt["hyper_parameters"]["model"]  # create_model's keywords, the backbone's defaults filled in
+    assert stored["backbone_kwargs"] == {"width_divisor": 8, "pool5_size": 3, "dropout": 0.0}
+    assert not {"variant", "parent", "stages", "input_space"} & set(stored)
     assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
     assert not list((tmp_path / "checkpoints").glob("*.partial"))
     eval_dir = tmp_path / "eval"
