@@ -103,7 +103,7 @@ def test_ddp_inside_a_multirun_gives_one_folder_per_job(tiny_data, tmp_path):
         "model=fcn32s,fcn16s",
         "trainer.max_epochs=1",
         f"hydra.sweep.dir={sweep}",
-        "hydra.sweep.subdir=${model.variant}",
+        "hydra.sweep.subdir=${stage.variant}",
         multirun=True,
     )
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path)

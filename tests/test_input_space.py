@@ -18,7 +18,7 @@ from fcnlab.inference.predict import predict
 from fcnlab.models import create_model
 from fcnlab.models.weights import VGG16_CAFFE_FILE, imagenet_weights_path
 from fcnlab.training import FCNModule, load_module
-from fcnlab.training.run import model_kwargs, train
+from fcnlab.training.run import train
 from test_predict import make_cfg, tiny_checkpoint
 from test_train import make_cfg as train_cfg
 from test_train import tiny_overrides
@@ -48,11 +48,8 @@ def test_auto_follows_the_weights_and_a_contradiction_is_refused():
     assert resolve_input_space("auto", None).name == "torchvision"
     assert resolve_input_space("auto", None, "caffe").name == "caffe"  # a caffe init_from
     assert resolve_input_space("caffe", "/some/classifier.pth").name == "caffe"
-    with pytest.raises(
-        FCNLabError, match=r"^model.input_space=torchvision but model.pretrained=imagenet_caffe"
-    ):
+    with pytest.raises(FCNLabError, match=r"^input_space=torchvision but model.pretrained=imagenet_caffe"):
         resolve_input_space("torchvision", "imagenet_caffe")
-    assert "input_space" not in model_kwargs({**TINY, "input_space": "auto", "variant": "x"})
 
 
 def test_lightning_checkpoints_store_the_input_space(tmp_path):
@@ -65,6 +62,21 @@ def test_lightning_checkpoints_store_the_input_space(tmp_path):
 def test_old_checkpoints_without_a_space_read_as_torchvision(tmp_path):
     module = load_module(str(saved_module(tmp_path / "old.ckpt", None)))
     assert module.input_space == INPUT_SPACES["torchvision"]
+
+
+def test_checkpoints_with_config_keys_in_their_model_options_still_load(tmp_path):
+    """Model options stored flat or with a config's bookkeeping (variant, parent, stages, input_space)
+    rebuild the same net as options in create_model's own keywords (nested backbone_kwargs)."""
+    path = saved_module(tmp_path / "flat.ckpt", "torchvision")
+    saved = torch.load(path, map_location="cpu", weights_only=False)
+    want = load_module(str(path)).model.state_dict()
+    bookkeeping = {"variant": "fcn8s", "parent": "fcn16s", "stages": 1, "input_space": "auto"}
+    nested = {**TINY, "backbone_kwargs": TINY_KW}
+    for i, model in enumerate(({**TINY, **TINY_KW, **bookkeeping}, nested, {**nested, **bookkeeping})):
+        saved["hyper_parameters"]["model"] = model
+        torch.save(saved, tmp_path / f"{i}.ckpt")
+        got = load_module(str(tmp_path / f"{i}.ckpt")).model.state_dict()
+        assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want), model
 
 
 def test_caffe_checkpoint_is_fed_caffe_input_by_predict_export_and_eval(tmp_path, tiny_data):
@@ -141,8 +153,8 @@ def test_imagenet_caffe_loads_the_caffe_vgg16_from_torch_home(tmp_path, monkeypa
 def test_voc_presets_pick_the_weights_and_so_the_input_space(experiment, pretrained, space, tmp_path):
     for model in ("fcn32s", "fcn16s", "fcn8s", "fcn8s_atonce"):
         cfg = train_cfg("table2", [f"experiment={experiment}", f"model={model}"], tmp_path)
-        assert (cfg.model.pretrained, cfg.model.input_space) == (pretrained, "auto")
-        assert resolve_input_space(cfg.model.input_space, cfg.model.pretrained).name == space
+        assert (cfg.model.pretrained, cfg.input_space) == (pretrained, "auto")
+        assert resolve_input_space(cfg.input_space, cfg.model.pretrained).name == space
 
 
 def test_training_from_a_caffe_space_net_stays_in_it(tmp_path, tiny_data):

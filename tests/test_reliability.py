@@ -527,13 +527,13 @@ def r81_imagenet_caffe_other_backbone(data: Path, tmp: Path) -> str:
 
 
 def r82_unknown_input_space(data: Path, tmp: Path) -> str:
-    return message_of(lambda: tiny_train(str(data), tmp, "model.input_space=bgr", "debug=fast"))
+    return message_of(lambda: tiny_train(str(data), tmp, "input_space=bgr", "debug=fast"))
 
 
 def r83_input_space_contradicts_the_weights(data: Path, tmp: Path) -> str:
     return message_of(
         lambda: tiny_train(
-            str(data), tmp, "model.pretrained=imagenet_caffe", "model.input_space=torchvision", "debug=fast"
+            str(data), tmp, "model.pretrained=imagenet_caffe", "input_space=torchvision", "debug=fast"
         )
     )
 

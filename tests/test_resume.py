@@ -145,7 +145,7 @@ def test_killed_sweep_rerun_skips_finished_jobs(tiny_data, tmp_path):
         "model=fcn32s,fcn16s",
         "trainer.max_epochs=2",
         f"hydra.sweep.dir={sweep}",
-        "hydra.sweep.subdir=${model.variant}",
+        "hydra.sweep.subdir=${stage.variant}",
         "+callbacks.marker._target_=step_marker.StepMarker",
         "+callbacks.marker.path=${paths.output_dir}/step",
         "+callbacks.marker.pause=0.2",

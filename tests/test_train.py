@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import subprocess
 import sys
@@ -21,7 +22,7 @@ from fcnlab.errors import FCNLabError
 from fcnlab.inference.evaluate import evaluate
 from fcnlab.models import create_model
 from fcnlab.models.vgg import VGGClassifier, backbone_spec, vgg16_tiny_spec
-from fcnlab.training.run import model_kwargs, train
+from fcnlab.training.run import train
 from fcnlab.wandb_runs import finish_wandb
 
 EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
@@ -86,9 +87,10 @@ def test_every_experiment_and_model_builds_its_network(experiment, tmp_path):
     """Each preset x model composes to options its backbone takes (a merged-dict mix-up fails here)."""
     for model in MODELS:
         cfg = make_cfg("table2", [f"experiment={experiment}", f"model={model}"], tmp_path)
-        kwargs = {**model_kwargs(cfg.model), "pretrained": None}  # weights: the slow VOC-size runs
-        with torch.device("meta"):
-            net = create_model(**kwargs)
+        named = [n for n, p in inspect.signature(create_model).parameters.items() if p.kind != p.VAR_KEYWORD]
+        assert set(cfg.model) <= set(named), (experiment, model)  # the model group: create_model's keywords
+        with torch.device("meta"):  # pretrained=None: the weights are the slow VOC-size runs' concern
+            net = create_model(**{**cfg.model, "pretrained": None})
         assert net.backbone.spec == backbone_spec(cfg.model.backbone), (experiment, model)
         assert net.backbone.geometry == cfg.model.geometry
     expected = {"table2_shapes": "vgg16_tiny", "table2_voc": "vgg16", "table2_voc_heavy": "vgg16"}
@@ -200,8 +202,13 @@ def test_eval_reproduces_the_metrics_logged_at_the_end_of_training(tiny_data, tm
     results = train(cfg)
     assert results["status"] == "ok" and Path(results["best_checkpoint"]).is_file()
     assert json.loads((tmp_path / "results.json").read_text())["metrics"] == results["metrics"]
-    saved = torch.load(results["best_checkpoint"], map_location="cpu", weights_only=False)["fcnlab"]
+    ckpt = torch.load(results["best_checkpoint"], map_location="cpu", weights_only=False)
+    saved = ckpt["fcnlab"]
     assert saved["config"]["model"]["name"] == "fcn16s" and saved["git_sha"]
+    assert saved["config"]["stage"] == {"variant": "fcn16s", "parent": "fcn32s", "stages": 1}
+    stored = ckpt["hyper_parameters"]["model"]  # create_model's keywords, the backbone's defaults filled in
+    assert stored["backbone_kwargs"] == {"width_divisor": 8, "pool5_size": 3, "dropout": 0.0}
+    assert not {"variant", "parent", "stages", "input_space"} & set(stored)
     assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
     assert not list((tmp_path / "checkpoints").glob("*.partial"))
     eval_dir = tmp_path / "eval"

@@ -116,7 +116,7 @@ def test_offline_run_holds_config_metrics_tables_and_overlays(offline_wandb, tin
     run = read_run(run_dir)
     assert run["exit"] and run["name"] == "fcn8s_seed0" and run["group"] == "train"
     config = run["config"]
-    assert config["model"]["variant"] == "fcn8s" and config["seed"] == 0  # the whole resolved job config
+    assert config["stage"]["variant"] == "fcn8s" and config["seed"] == 0  # the whole resolved job config
     assert config["optimizer"]["lr"] == cfg.optimizer.lr and config["data"]["root"] == tiny_data
     summary = run["summary"]
     for metric, value in results["metrics"].items():

@@ -60,7 +60,7 @@ class SegmentationDataModule(L.LightningDataModule):
     ``headers`` (default: headers, modes, palettes, sizes, SBD's small ``.mat`` files), ``full`` (decode
     everything) or ``none`` (see :func:`fcnlab.data.check.check_sample`).
     ``input_space`` (``fcnlab.data.input_space``) is the model's: ``fcnlab-train`` resolves it from
-    ``model.input_space`` and the weights, ``fcnlab-eval`` takes it from the checkpoint.
+    ``input_space`` and the weights, ``fcnlab-eval`` takes it from the checkpoint.
     """
 
     def __init__(

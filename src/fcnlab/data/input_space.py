@@ -88,7 +88,7 @@ def get_input_space(space: str | dict | InputSpace | None) -> InputSpace:
 def resolve_input_space(
     setting: str | None, pretrained: object, weights_space: str | None = None
 ) -> InputSpace:
-    """``model.input_space`` (auto | torchvision | caffe) → the space, implied by the weights for ``auto``.
+    """``input_space`` (auto | torchvision | caffe) → the space, implied by the weights for ``auto``.
 
     ``weights_space`` is the space of an ``init_from`` net (stored in its checkpoint; caffe for an
     imported torchfcn net). ``pretrained=imagenet_caffe`` implies caffe; anything else torchvision.
@@ -96,7 +96,7 @@ def resolve_input_space(
     """
     setting = "auto" if setting in (None, "", "null") else str(setting)
     if setting not in CHOICES:
-        raise FCNLabError(f"model.input_space={setting}: unknown; use {', '.join(CHOICES)}")
+        raise FCNLabError(f"input_space={setting}: unknown; use {', '.join(CHOICES)}")
     implied, source = None, ""
     if weights_space is not None:
         implied, source = weights_space, "init_from"
@@ -108,7 +108,7 @@ def resolve_input_space(
         return INPUT_SPACES[implied or "torchvision"]
     if implied is not None and implied != setting:
         raise FCNLabError(
-            f"model.input_space={setting} but {source} expects {implied} input; "
-            f"drop the override (auto follows the weights) or set model.input_space={implied}"
+            f"input_space={setting} but {source} expects {implied} input; "
+            f"drop the override (auto follows the weights) or set input_space={implied}"
         )
     return INPUT_SPACES[setting]

@@ -27,7 +27,8 @@ def create_model(
     pretrained: str | os.PathLike | None = None,
     freeze_backbone: bool = False,
     learn_upsampling: bool = True,
-    **backbone_kwargs,
+    backbone_kwargs: dict | None = None,
+    **backbone_options,
 ) -> nn.Module:
     """Build an FCN by name (see ``list_models()``) on a convolutionalized VGG16-topology backbone.
 
@@ -36,14 +37,16 @@ def create_model(
     ``fcnlab.data.input_space``) or a path to a VGG16-layout classifier state dict.
     ``freeze_backbone`` leaves only the layers after fc7 trainable (FCN-32s-fixed).
     ``learn_upsampling`` trains the 2× upsamplings inside 16s/8s (the paper) or keeps them bilinear
-    (the reference release). Extra keywords override the backbone's own defaults
-    (:func:`fcnlab.models.vgg.backbone_options`), e.g. ``width_divisor`` for ``vgg16_tiny``.
+    (the reference release). ``backbone_kwargs`` (the ``model.backbone_kwargs`` of a config) and extra
+    keywords override the backbone's own defaults (:func:`fcnlab.models.vgg.backbone_options`), e.g.
+    ``width_divisor`` for ``vgg16_tiny``.
     """
     if name not in MODELS:
         raise FCNLabError(f"unknown model {name!r}; valid: {', '.join(list_models())}")
     if num_classes < 1:
         raise FCNLabError(f"num_classes must be >= 1, got {num_classes}")
-    spec = backbone_spec(backbone, backbone_kwargs)  # unknown backbone or option: FCNLabError
+    options = {**(backbone_kwargs or {}), **backbone_options}
+    spec = backbone_spec(backbone, options)  # unknown backbone or option: FCNLabError
     if geometry not in VGGBackbone.GEOMETRIES:
         raise FCNLabError(f"unknown geometry {geometry!r}; valid: {', '.join(VGGBackbone.GEOMETRIES)}")
     classifier = VGGClassifier(spec)  # a VGG16-topology classifier, from random init or given weights

@@ -204,7 +204,7 @@ def resolve_pretrained(pretrained: str | os.PathLike | None, backbone: str) -> d
                 hint = (
                     "copy torchfcn's vgg16_from_caffe.pth there (Caffe's VGG_ILSVRC_16_layers converted "
                     "by torchfcn, github.com/wkentaro/pytorch-fcn) or pass "
-                    "model.pretrained=/path/to/file.pth model.input_space=caffe"
+                    "model.pretrained=/path/to/file.pth input_space=caffe"
                 )
             raise FCNLabError(
                 f"model.pretrained={kind}: {path} is missing and nothing is downloaded at run time; {hint}"

@@ -148,6 +148,11 @@ class FCNModule(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
+# Keys a ``model`` config group once held beside create_model's keywords (sweep bookkeeping, the input
+# space): a checkpoint that stored them still loads.
+CONFIG_ONLY_KEYS = ("variant", "parent", "stages", "input_space")
+
+
 def load_module(checkpoint: str, name: str | None = None) -> FCNModule:
     """An ``FCNModule`` on the CPU from a checkpoint, for evaluation, prediction or export (one read).
 
@@ -182,7 +187,8 @@ def load_module(checkpoint: str, name: str | None = None) -> FCNModule:
             f"ckpt={checkpoint} holds an fcnlab {stored}; model.name={name} only names the net of a "
             "torchfcn file, drop it"
         )
-    module = FCNModule(**{**hparams, "model": {**hparams["model"], "pretrained": None}})
+    model = {k: v for k, v in hparams["model"].items() if k not in CONFIG_ONLY_KEYS}
+    module = FCNModule(**{**hparams, "model": {**model, "pretrained": None}})
     state = ckpt.state
     if not any(k.startswith("model.") for k in state):  # the reader strips FCNModule's prefix
         state = {f"model.{k}": v for k, v in state.items()}

@@ -35,17 +35,22 @@ log = logging.getLogger("fcnlab.train")
 
 
 def model_kwargs(model_cfg: DictConfig | dict) -> dict:
-    """``create_model`` keywords from the ``model`` config group (drops the report-only ``variant`` and
-    ``input_space``, which goes to the data and the checkpoint instead)."""
+    """The ``model`` group (``create_model``'s keywords) resolved, with the backbone's own defaults
+    filled into ``backbone_kwargs`` so a checkpoint lists every option its net was built with."""
     cfg = (
         OmegaConf.to_container(model_cfg, resolve=True)
         if isinstance(model_cfg, DictConfig)
         else dict(model_cfg)
     )
-    for key in ("variant", "parent", "stages", "input_space"):  # sweep bookkeeping, data-side options
-        cfg.pop(key, None)
-    extra = cfg.pop("backbone_kwargs", None) or {}  # overrides of the backbone's own defaults
-    return {**cfg, **backbone_options(cfg.get("backbone", "vgg16"), extra)}  # checkpoints list them all
+    return {
+        **cfg,
+        "backbone_kwargs": backbone_options(cfg.get("backbone", "vgg16"), cfg.get("backbone_kwargs")),
+    }
+
+
+def stage_variant(cfg: DictConfig) -> str:
+    """The Table-2 row a job stands for (``stage.variant``, set by each model config; else the net)."""
+    return OmegaConf.select(cfg, "stage.variant", default=None) or cfg.model.name
 
 
 def _is_number(value: object) -> bool:
@@ -247,16 +252,6 @@ def train(cfg: DictConfig) -> dict:
 
 def _train_in(cfg: DictConfig, out_dir: Path, start: float) -> dict:
     """``train`` once this process holds ``out_dir``."""
-    from hydra.utils import instantiate
-
-    from fcnlab.data.input_space import resolve_input_space
-    from fcnlab.models import load_staged
-    from fcnlab.models.weights import read_checkpoint as read_weights
-    from fcnlab.models.weights import stored_input_space
-    from fcnlab.training import FCNModule
-    from fcnlab.training.callbacks import progress_callbacks
-    from fcnlab.training.figure_panels import write_figure_panels
-
     claim_output_dir(out_dir, job_overrides(), take_over=cfg.resume == "never")
     if cfg.resume == "auto" and (done := finished_record(out_dir)) is not None:
         log.info("%s already finished (results.json); skipped. resume=never retrains it", out_dir)
@@ -265,11 +260,36 @@ def _train_in(cfg: DictConfig, out_dir: Path, start: float) -> dict:
     if ckpt_path:
         log.info("resuming from %s", ckpt_path)
     ensure_pretrained(cfg)
+    module, datamodule = build_module(cfg)
+    trainer = fit(cfg, module, datamodule, ckpt_path)
+    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    if best:  # the reported numbers are the best checkpoint's, re-measured in full
+        from fcnlab.training.figure_panels import write_figure_panels
+
+        trainer.validate(module, datamodule=datamodule, ckpt_path=best, verbose=False)
+        if trainer.is_global_zero:  # the report's Figure-4 panels, drawn by these (best) weights
+            write_figure_panels(module, datamodule, out_dir, variant=stage_variant(cfg), checkpoint=best)
+    results = results_record(cfg, module, datamodule, trainer, ckpt_path, best, start)
+    if trainer.is_global_zero:
+        write_json(out_dir / "results.json", results)
+    return results
+
+
+def build_module(cfg: DictConfig):
+    """The datamodule and the ``FCNModule`` (initialised from ``init_from`` if given), in the input
+    space ``input_space`` resolves to for these weights."""
+    from hydra.utils import instantiate
+
+    from fcnlab.data.input_space import resolve_input_space
+    from fcnlab.models import load_staged
+    from fcnlab.models.weights import read_checkpoint as read_weights
+    from fcnlab.models.weights import stored_input_space
+    from fcnlab.training import FCNModule
 
     parent = read_weights(cfg.init_from, "init_from") if cfg.init_from else None
     parent_space = stored_input_space(parent) if parent is not None else None
     space = resolve_input_space(
-        cfg.model.get("input_space"), cfg.model.pretrained, parent_space["name"] if parent_space else None
+        cfg.get("input_space"), cfg.model.pretrained, parent_space["name"] if parent_space else None
     )
     datamodule = build("data", cfg.data, _convert_="all", input_space=space.name)
     module = FCNModule(
@@ -291,6 +311,14 @@ def _train_in(cfg: DictConfig, out_dir: Path, start: float) -> dict:
         log.info("initialised from %s; new layers: %s", cfg.init_from, ", ".join(fresh) or "none")
     job_cfg = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])  # "hydra" is there under compose()
     module.run_info = {"config": OmegaConf.to_container(job_cfg, resolve=True), "git_sha": git_sha()}
+    return module, datamodule
+
+
+def fit(cfg: DictConfig, module, datamodule, ckpt_path: str | None) -> L.Trainer:
+    """The configured trainer, callbacks and loggers, fitted (resumed from ``ckpt_path`` if given)."""
+    from hydra.utils import instantiate
+
+    from fcnlab.training.callbacks import progress_callbacks
 
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     callbacks += progress_callbacks(cfg.trainer.get("enable_progress_bar", True))  # rich on a tty, else lines
@@ -298,15 +326,14 @@ def _train_in(cfg: DictConfig, out_dir: Path, start: float) -> dict:
     trainer: L.Trainer = build("trainer", cfg.trainer, callbacks=callbacks, logger=loggers or False)
     use_job_commands_for_ranks()  # strategy=ddp: ranks re-run this job, not the whole command line
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    return trainer
 
-    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-    if best:  # the reported numbers are the best checkpoint's, re-measured in full
-        trainer.validate(module, datamodule=datamodule, ckpt_path=best, verbose=False)
-        if trainer.is_global_zero:  # the report's Figure-4 panels, drawn by these (best) weights
-            write_figure_panels(module, datamodule, out_dir, variant=cfg.model.variant, checkpoint=best)
+
+def results_record(cfg, module, datamodule, trainer, ckpt_path: str | None, best: str, start: float) -> dict:
+    """``results.json``: the best checkpoint's scores with what produced them (``fcnlab-report`` reads it)."""
     scores = module.last_scores
-    results = {
-        "variant": cfg.model.variant,
+    return {
+        "variant": stage_variant(cfg),
         "model": cfg.model.name,
         "seed": cfg.seed,
         "status": "ok" if scores is not None else "failed",
@@ -321,7 +348,7 @@ def _train_in(cfg: DictConfig, out_dir: Path, start: float) -> dict:
         "init_from": cfg.init_from,
         "resumed_from": ckpt_path,
         "pretrained": cfg.model.pretrained,
-        "input_space": space.name,
+        "input_space": module.input_space.name,
         "best_checkpoint": best,
         "epochs": trainer.current_epoch,
         "steps": trainer.global_step,
@@ -330,9 +357,6 @@ def _train_in(cfg: DictConfig, out_dir: Path, start: float) -> dict:
         "versions": versions(),
         "hardware": hardware(),
     }
-    if trainer.is_global_zero:
-        write_json(out_dir / "results.json", results)
-    return results
 
 
 def fail_record(cfg: DictConfig, error: str) -> None:
@@ -344,7 +368,7 @@ def fail_record(cfg: DictConfig, error: str) -> None:
         write_json(
             out / "results.json",
             {
-                "variant": cfg.model.variant,
+                "variant": stage_variant(cfg),
                 "model": cfg.model.name,
                 "seed": cfg.seed,
                 "status": "failed",
