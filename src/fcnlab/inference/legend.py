@@ -16,15 +16,25 @@ CLASSES_TXT = "classes.txt"
 ROWS_PER_COLUMN = 40
 
 
+def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    """DejaVu Sans (shipped with matplotlib: Latin, Greek, Cyrillic), else PIL's own ASCII font."""
+    try:
+        import matplotlib
+
+        return ImageFont.truetype(str(Path(matplotlib.get_data_path()) / "fonts/ttf/DejaVuSans.ttf"), size)
+    except (ImportError, OSError):
+        return ImageFont.load_default(size=size)
+
+
 def legend_image(names: list[str], palette: np.ndarray) -> Image.Image:
     """RGB image: per class a colour swatch (black outline) and ``<index> <name>``, 40 rows a column."""
-    font = ImageFont.load_default(size=13)
+    font = _font(13)
     row, swatch, pad = 20, 14, 6
     labels = [f"{i} {name}" for i, name in enumerate(names)]
     probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     rows = min(len(names), ROWS_PER_COLUMN)
     columns = [labels[k : k + ROWS_PER_COLUMN] for k in range(0, len(labels), ROWS_PER_COLUMN)]
-    widths = [swatch + 2 * pad + int(max(probe.textlength(t, font=font) for t in col)) for col in columns]
+    widths = [swatch + 4 * pad + int(max(probe.textlength(t, font=font) for t in col)) for col in columns]
     img = Image.new("RGB", (sum(widths) + pad, rows * row + pad), "white")
     draw = ImageDraw.Draw(img)
     x = pad
