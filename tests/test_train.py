@@ -450,7 +450,9 @@ def test_user_classes_reach_the_checkpoint_results_and_logs(user_class_run):
     record = json.loads((out / "results.json").read_text())
     assert record["class_names"] == USER_CLASSES and record["class_colors"] == USER_COLORS
     assert list(record["per_class_iu"]) == USER_CLASSES  # the names as given, in class order
-    hparams = torch.load(results["best_checkpoint"], map_location="cpu", weights_only=False)["hyper_parameters"]
+    hparams = torch.load(results["best_checkpoint"], map_location="cpu", weights_only=False)[
+        "hyper_parameters"
+    ]
     assert hparams["class_names"] == USER_CLASSES and hparams["class_colors"] == USER_COLORS
     from fcnlab.training import load_module
 

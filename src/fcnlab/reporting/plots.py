@@ -52,8 +52,8 @@ def metrics_vs_paper(rows: list[dict], path: Path) -> None:
 def per_class_heatmap(records: list[dict], path: Path) -> None:
     """IU per class (columns, under the runs' own class names) and variant (rows), mean over seeds.
 
-    The figure widens with the number of classes up to 40 inches; past about 90 classes the labels
-    shrink and the numbers in the cells are left out (the colour still tells)."""
+    The figure widens with the number of classes up to 40 inches; past about 130 classes the numbers in
+    the cells are left out (the colour still tells), past about 330 the labels shrink."""
     ok = [r for r in records if r.get("status") == "ok" and r.get("per_class_iu")]
     if not ok:
         return
