@@ -259,3 +259,22 @@ def test_tables_masks_and_keys_carry_the_users_class_names(offline_wandb, tiny_d
     assert [labels[str(i)] for i in range(21)] == USER_CLASSES and labels["255"] == "void"
     assert "val_iu/background" in run["history_keys"]
     assert all(key.count("/") <= 1 for key in run["history_keys"])  # no class name nests a panel
+
+
+def test_report_run_holds_iu_per_variant_under_the_runs_class_names(offline_wandb, tmp_path):
+    from fcnlab.reporting.table import collect, summarize
+    from fcnlab.reporting.wandb_run import log_to_wandb
+    from test_report import fake_sweep
+
+    names = ["background", "road / sidewalk", "café"]
+    sweep = fake_sweep(
+        tmp_path / "sweep", {"fcn32s_seed0": names, "fcn32s_seed1": names, "fcn8s_seed0": names}
+    )
+    out = tmp_path / "report"
+    out.mkdir()
+    log_to_wandb(sweep, out, summarize(collect(sweep)))
+    (run_dir,) = run_dirs(sweep)
+    (table,) = (run_dir / "files/media/table").glob("per_class_iu_*.table.json")
+    data = json.loads(table.read_text())["data"]
+    assert [row[:2] for row in data] == [[v, n] for v in ("fcn32s", "fcn8s") for n in names]
+    assert [row[2] for row in data] == pytest.approx([0.0, 10.0, 20.0] * 2)  # fake_sweep: IU (k % 10) / 10

@@ -92,6 +92,19 @@ def record_class_names(record: dict) -> list[str]:
     return [str(n) for n in (record.get("class_names") or list(record.get("per_class_iu") or {}))]
 
 
+def per_class_rows(records: list[dict]) -> list[list]:
+    """``[variant, class, IU %]`` per variant and class (the runs' own class names; IU the mean over
+    seeds, None where the class never appeared), for the report's wandb table."""
+    ok = [r for r in records if r.get("status") == "ok" and r.get("per_class_iu")]
+    rows = []
+    for variant in dict.fromkeys(r["variant"] for r in ok):
+        runs = [r for r in ok if r["variant"] == variant]
+        for name in record_class_names(runs[0]):
+            values = [iu for r in runs if not math.isnan(iu := float(r["per_class_iu"].get(name, math.nan)))]
+            rows.append([variant, name, 100 * statistics.fmean(values) if values else None])
+    return rows
+
+
 def different_classes(sweep_dir: Path, records: list[dict]) -> str | None:
     """Why the finished jobs did not score the same classes (None: they did): not one dataset's sweep."""
     ok = [r for r in records if r.get("status") == "ok" and record_class_names(r)]
