@@ -485,3 +485,10 @@ def test_eval_scores_under_the_checkpoints_classes_and_refuses_others(user_class
         "a b, a_b, class 5, … (21 in all) but the data's class 1 is 'aeroplane', not 'road / sidewalk'; "
         "evaluate on the data it was trained for (same classes, same order)"
     )
+
+
+def test_logger_keys_of_class_names_are_safe_and_distinct():
+    from fcnlab.data.classes import metric_keys
+
+    keys = metric_keys(["road / sidewalk", "café", "a b", "a_b", "x.y-z", "日本"])
+    assert keys == ["road___sidewalk", "café", "a_b_2", "a_b_3", "x.y-z", "日本"]
