@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from fcnlab.data.classes import voc_palette
 from fcnlab.errors import FCNLabError
 from fcnlab.inference.export import export
 from fcnlab.inference.inputs import normalize
@@ -45,6 +46,7 @@ def test_onnx_matches_torch_at_any_size(case, checkpoints, tmp_path, capsys):
     sidecar = json.loads(path.with_name("best.onnx.json").read_text())
     assert sidecar["input"]["name"] == "image" and sidecar["output"]["name"] == "logits"
     assert sidecar["num_classes"] == 21 and len(sidecar["class_names"]) == 21
+    assert sidecar["class_colors"] == voc_palette()[:21].tolist()  # a checkpoint without colours
     assert (sidecar["model"], sidecar["geometry"], sidecar["opset"]) == (*case, 18)
     assert sidecar["source_ckpt"] == str(ckpt.resolve()) and sidecar["export_git_sha"]
     assert [c["shape"] for c in sidecar["checks"]] == [[1, 3, 64, 80], [2, 3, 97, 131], [1, 3, 200, 150]]
@@ -93,3 +95,13 @@ def test_unknown_format_exits_2_with_one_line(tmp_path):
     done = subprocess.run([*command, *args], capture_output=True, text=True, timeout=120, env=env)
     assert done.returncode == 2
     assert done.stderr.splitlines() == ["error: format=tflite is not supported; supported: onnx"]
+
+
+def test_sidecar_names_and_colours_the_checkpoints_classes(tmp_path):
+    from test_predict import USER_COLORS, USER_NAMES
+
+    ckpt = tiny_checkpoint(tmp_path / "user.ckpt", "fcn32s", class_names=USER_NAMES, class_colors=USER_COLORS)
+    fast = ["check_sizes=[[1,32,40]]"]
+    sidecar = export(make_cfg("export", [f"ckpt={ckpt}", f"output={tmp_path}/u.onnx", *fast], tmp_path))
+    assert sidecar["class_names"] == USER_NAMES and sidecar["class_colors"] == USER_COLORS
+    assert json.loads((tmp_path / "u.onnx.json").read_text())["class_colors"] == USER_COLORS

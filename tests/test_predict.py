@@ -31,23 +31,30 @@ from fcnlab.training import FCNModule
 NUM_CLASSES = 21
 
 
-def tiny_checkpoint(path: Path, name: str = "fcn8s", geometry: str = "efficient") -> Path:
-    """A real Lightning checkpoint of a tiny FCN after one step, with non-zero scoring layers."""
+def tiny_checkpoint(
+    path: Path,
+    name: str = "fcn8s",
+    geometry: str = "efficient",
+    num_classes: int = NUM_CLASSES,
+    **classes: list,
+) -> Path:
+    """A real Lightning checkpoint of a tiny FCN after one step, with non-zero scoring layers;
+    ``classes``: ``class_names`` / ``class_colors`` for the module."""
     torch.manual_seed(0)
     model = {
         "name": name,
-        "num_classes": NUM_CLASSES,
+        "num_classes": num_classes,
         "backbone": "vgg16_tiny",
         "geometry": geometry,
         "width_divisor": 8,
         "pool5_size": 3,
     }
-    module = FCNModule(model=model, optimizer=functools.partial(torch.optim.SGD, lr=1e-3))
+    module = FCNModule(model=model, optimizer=functools.partial(torch.optim.SGD, lr=1e-3), **classes)
     with torch.no_grad():  # zero-initialised scores would make every logit 0 and every check trivial
         for param_name, param in module.model.named_parameters():
             if "score" in param_name:
                 param.normal_(0, 0.05)
-    data = TensorDataset(torch.randn(2, 3, 16, 16), torch.randint(0, NUM_CLASSES, (2, 16, 16)))
+    data = TensorDataset(torch.randn(2, 3, 16, 16), torch.randint(0, num_classes, (2, 16, 16)))
     trainer = L.Trainer(
         max_steps=1,
         logger=False,
@@ -116,7 +123,8 @@ def test_mixed_folder(ckpt, tmp_path):
     assert record["ignored_files"] == 1  # notes.txt; hidden files are not counted
     sizes = {"a_one_pixel": (1, 1), "b_odd": (131, 97), "c_grey": (80, 64), "d_rgba": (17, 33)}
     sizes["f_whole"] = (50, 40)
-    assert sorted(p.name for p in out.iterdir()) == sorted([*(f"{s}.png" for s in sizes), "overlay"])
+    written = sorted([*(f"{s}.png" for s in sizes), "overlay", "legend.png", "classes.txt"])
+    assert sorted(p.name for p in out.iterdir()) == written
     palette = voc_palette()
     for stem, size in sizes.items():
         with Image.open(out / f"{stem}.png") as mask:
@@ -244,3 +252,80 @@ def test_16bit_greyscale_png_is_segmented_as_its_8bit_twin(ckpt, tmp_path):
         assert np.array_equal(
             np.asarray(Image.open(folder / "a_8bit.png")), np.asarray(Image.open(folder / "b_16bit.png"))
         )
+
+
+USER_NAMES = ["background", "road / sidewalk", "café", *(f"class {i}" for i in range(3, NUM_CLASSES))]
+USER_COLORS = [[(13 * i) % 256, (250 - 7 * i) % 256, (90 + 31 * i) % 256] for i in range(NUM_CLASSES)]
+
+
+def legend_rows(path: Path) -> list[tuple[str, list[int]]]:
+    """classes.txt as (name, [R, G, B]) per line: ``name R G B``, the name may hold spaces."""
+    rows = []
+    for line in path.read_text().splitlines():
+        name, *rgb_ = line.rsplit(" ", 3)
+        rows.append((name, [int(v) for v in rgb_]))
+    return rows
+
+
+def test_masks_overlays_and_legend_are_in_the_checkpoints_colours(tmp_path):
+    ckpt = tiny_checkpoint(tmp_path / "user.ckpt", class_names=USER_NAMES, class_colors=USER_COLORS)
+    src = tmp_path / "in"
+    src.mkdir()
+    rgb(40, 52, 5).save(src / "a.png")
+    out = tmp_path / "out"
+    record, errors = run(str(ckpt), src, out, tmp_path / "job", "overlay_alpha=1.0")
+    assert not errors and record["class_names"] == USER_NAMES and record["class_colors"] == USER_COLORS
+    with Image.open(out / "a.png") as mask:
+        assert mask.mode == "P"
+        palette = np.array(mask.getpalette()[:768]).reshape(-1, 3)
+        labels = np.asarray(mask)
+    assert palette[:NUM_CLASSES].tolist() == USER_COLORS
+    assert np.array_equal(palette[NUM_CLASSES:], voc_palette()[NUM_CLASSES:])  # 255 (void) as VOC's
+    over = np.asarray(Image.open(out / "overlay" / "a.png"))
+    fg = labels != 0
+    assert fg.any() and np.array_equal(over[fg], np.asarray(USER_COLORS, np.uint8)[labels[fg]])
+    assert legend_rows(out / "classes.txt") == list(zip(USER_NAMES, USER_COLORS, strict=True))
+    legend = np.asarray(Image.open(out / "legend.png").convert("RGB"))
+    for color in USER_COLORS:  # every class's swatch is drawn
+        assert (legend == color).all(-1).sum() >= 100
+    assert record["legend"] == str(out / "legend.png")
+
+
+def test_old_checkpoint_without_colours_predicts_in_the_voc_palette(ckpt, tmp_path):
+    saved = torch.load(ckpt, map_location="cpu", weights_only=False)
+    saved["hyper_parameters"].pop("class_colors")  # as written before checkpoints held colours
+    torch.save(saved, tmp_path / "old.ckpt")
+    src = tmp_path / "in"
+    src.mkdir()
+    rgb(20, 30, 6).save(src / "a.png")
+    record, errors = run(str(tmp_path / "old.ckpt"), src, tmp_path / "out", tmp_path / "job")
+    assert not errors and record["class_colors"] == voc_palette()[:NUM_CLASSES].tolist()
+    with Image.open(tmp_path / "out" / "a.png") as mask:
+        assert np.array_equal(np.array(mask.getpalette()[:768]).reshape(-1, 3), voc_palette())
+    names = [name for name, _ in legend_rows(tmp_path / "out" / "classes.txt")]
+    assert names == [str(i) for i in range(NUM_CLASSES)]  # a module given no names: its indices
+
+
+def test_more_than_256_classes_write_16_bit_masks(tmp_path):
+    from fcnlab.training import load_module
+
+    ckpt = tiny_checkpoint(tmp_path / "many.ckpt", num_classes=300)
+    saved = torch.load(ckpt, map_location="cpu", weights_only=False)
+    saved["state_dict"]["model.score_fr.bias"][256:] += 1.0  # classes past 255 win somewhere
+    torch.save(saved, ckpt)
+    model = load_module(str(ckpt)).model.eval()
+    src = tmp_path / "in"
+    src.mkdir()
+    rgb(24, 20, 7).save(src / "a.png")
+    record, errors = run(str(ckpt), src, tmp_path / "out", tmp_path / "job")
+    assert not errors and len(record["class_colors"]) == 300
+    assert len({tuple(c) for c in record["class_colors"]}) == 300  # VOC's colour map, continued
+    with Image.open(tmp_path / "out" / "a.png") as mask:
+        assert mask.mode == "I;16"
+        labels = np.asarray(mask)
+    x = torch.from_numpy(np.asarray(Image.open(src / "a.png"))).permute(2, 0, 1)
+    from fcnlab.inference.inputs import normalize
+
+    with torch.inference_mode():
+        expected = model(normalize(x, "torchvision")[None])[0].argmax(0).numpy()
+    assert np.array_equal(labels, expected) and labels.max() > 255

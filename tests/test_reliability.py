@@ -578,7 +578,69 @@ def r88_model_name_on_an_fcnlab_checkpoint(data: Path, tmp: Path) -> str:
     return message_of(lambda: load_module(str(ckpt), name="fcn8s_atonce"))
 
 
-CASES = {name.split("_")[0].upper(): fn for name, fn in dict(globals()).items() if re.match(r"r\d\d_", name)}
+def r130_class_colors_of_another_count(data: Path, tmp: Path) -> str:
+    return message_of(lambda: tiny_train(str(data), tmp, "data.class_colors=[[0,0,0],[1,2,3]]", "debug=fast"))
+
+
+def _voc_colors_with(index: int, color: list[int]) -> str:
+    from fcnlab.data.classes import voc_palette
+
+    colors = voc_palette()[:21].tolist()
+    colors[index] = color
+    return "data.class_colors=[" + ",".join(f"[{r},{g},{b}]" for r, g, b in colors) + "]"
+
+
+def r131_class_colour_out_of_range(data: Path, tmp: Path) -> str:
+    return message_of(lambda: tiny_train(str(data), tmp, _voc_colors_with(1, [300, 0, 0]), "debug=fast"))
+
+
+def r132_two_classes_one_colour(data: Path, tmp: Path) -> str:
+    return message_of(lambda: tiny_train(str(data), tmp, _voc_colors_with(2, [0, 0, 0]), "debug=fast"))
+
+
+def r133_two_classes_one_name(data: Path, tmp: Path) -> str:
+    names = ["background", "dog", "cat", "cat", *(f"c{i}" for i in range(4, 21))]
+    override = f"data.class_names=[{','.join(names)}]"
+    return message_of(lambda: tiny_train(str(data), tmp, override, "debug=fast"))
+
+
+def r134_eval_on_other_classes(data: Path, tmp: Path) -> str:
+    from fcnlab.inference.evaluate import evaluate
+
+    model = {"name": "fcn32s", "backbone": "vgg16_tiny", "width_divisor": 8, "pool5_size": 3}
+    names = ["background", "road", "car", *(f"c{i}" for i in range(3, 21))]
+    module = FCNModule(model=model, class_names=names)
+    ckpt = tmp / "best.ckpt"
+    torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}, ckpt)
+    overrides = [f"ckpt={ckpt}", f"data.root={data}", "data.generate=null", "data.num_workers=0"]
+    return message_of(lambda: evaluate(make_cfg("eval", overrides, tmp / "eval")))
+
+
+def r135_predict_input_named_legend(data: Path, tmp: Path) -> str:
+    from fcnlab.inference.predict import predict
+
+    (tmp / "in").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp / "in" / "legend.jpg")
+    overrides = ["ckpt=/never/read.ckpt", f"input={tmp / 'in'}", f"output={tmp / 'out'}"]
+    return message_of(lambda: predict(make_cfg("predict", overrides, tmp / "job")))
+
+
+def r136_report_of_runs_on_other_classes(data: Path, tmp: Path) -> str:
+    from fcnlab.data.classes import VOC_CLASSES
+    from fcnlab.reporting.build import build_report
+
+    for job, names in (("fcn32s_seed0", list(VOC_CLASSES)), ("fcn8s_seed0", ["background", "cat", "dog"])):
+        record = {"variant": job.split("_")[0], "seed": 0, "status": "ok", "class_names": names}
+        record |= {"metrics": {"pixel_acc": 0.9, "mean_acc": 0.7, "mean_iu": 0.6, "fw_iu": 0.8}}
+        record["per_class_iu"] = dict.fromkeys(names, 0.5)
+        (tmp / "sweep" / job).mkdir(parents=True)
+        (tmp / "sweep" / job / "results.json").write_text(json.dumps(record))
+    return message_of(lambda: build_report(tmp / "sweep", tmp / "report"))
+
+
+CASES = {
+    name.split("_")[0].upper(): fn for name, fn in dict(globals()).items() if re.match(r"r\d{2,3}_", name)
+}
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -51,3 +52,80 @@ def test_figure_panels_are_the_modules_argmax_and_leave_its_state_alone(tiny_dat
         np.testing.assert_array_equal(pred, expected)
         classes_seen |= set(np.unique(pred).tolist())
     assert len(classes_seen) > 1  # a comparison that could tell two nets apart
+
+
+def test_figure_panels_are_drawn_in_the_modules_class_colours(tiny_data, tmp_path):
+    colors = [[(37 * i) % 256, (11 * i) % 256, 255 - i] for i in range(21)]
+    module = FCNModule(model=TINY_FCN8S, class_colors=colors)
+    datamodule = SegmentationDataModule(tiny_data, protocol="seg11valid", num_workers=0)
+    index = write_figure_panels(
+        module, datamodule, tmp_path, variant="fcn8s", checkpoint="none.ckpt", num_images=1
+    )
+    assert index["palette"][:21] == ["#{:02x}{:02x}{:02x}".format(*c) for c in colors]
+    with Image.open(tmp_path / f"figure4/truth_{index['ids'][0]}.png") as truth:
+        assert truth.getpalette()[:63] == [v for c in colors for v in c]
+
+
+def fake_sweep(root: Path, names_by_job: dict[str, list[str]]) -> Path:
+    """A finished sweep's folders as fcnlab-report reads them: one results.json per job."""
+    for job, names in names_by_job.items():
+        variant, _, seed = job.rpartition("_seed")
+        record = {
+            "variant": variant,
+            "seed": int(seed),
+            "status": "ok",
+            "metrics": {"pixel_acc": 0.9, "mean_acc": 0.7, "mean_iu": 0.6, "fw_iu": 0.8},
+            "per_class_iu": {n: (k % 10) / 10 for k, n in enumerate(names)},
+            "class_names": names,
+            "epochs": 1,
+            "wall_seconds": 1.0,
+        }
+        (root / job).mkdir(parents=True)
+        (root / job / "results.json").write_text(json.dumps(record))
+    return root
+
+
+def drawn_heatmap(records: list[dict], monkeypatch) -> tuple[list[str], float, float]:
+    """(x tick labels, figure width in inches, tick font size) of the per-class heatmap drawn."""
+    from fcnlab.reporting import plots
+
+    seen = {}
+
+    def keep(fig, path, dpi):
+        ax = fig.axes[0]
+        seen["ticks"] = [t.get_text() for t in ax.get_xticklabels()]
+        seen["width"] = fig.get_size_inches()[0]
+        seen["font"] = ax.get_xticklabels()[0].get_fontsize()
+
+    monkeypatch.setattr(plots, "save_figure", keep)
+    plots.per_class_heatmap(records, Path("unused.png"))
+    return seen["ticks"], seen["width"], seen["font"]
+
+
+def test_per_class_heatmap_uses_the_runs_class_names_at_any_count(tmp_path, monkeypatch):
+    from fcnlab.reporting.table import collect
+
+    names = ["background", "road / sidewalk", "café", *(f"c{i}" for i in range(3, 7))]
+    sweep = fake_sweep(tmp_path / "few", {"fcn32s_seed0": names, "fcn8s_seed0": names})
+    ticks, width, font = drawn_heatmap(collect(sweep), monkeypatch)
+    assert ticks == names and width == 8 and font == 7
+    many = [f"class {i}" for i in range(400)]
+    sweep = fake_sweep(tmp_path / "many", {"fcn32s_seed0": many})
+    ticks, width, font = drawn_heatmap(collect(sweep), monkeypatch)
+    assert ticks == many and width == 40 and 2 <= font < 7  # capped width, smaller labels
+
+
+def test_report_of_runs_on_different_classes_is_one_line(tmp_path):
+    import pytest
+
+    from fcnlab.errors import FCNLabError
+    from fcnlab.reporting.build import build_report
+
+    a, b = ["background", "cat", "dog"], ["background", "cat", "car", "bus"]
+    sweep = fake_sweep(tmp_path / "sweep", {"fcn32s_seed0": a, "fcn8s_seed0": b})
+    with pytest.raises(FCNLabError) as info:
+        build_report(sweep, tmp_path / "report")
+    assert str(info.value) == (
+        f"{sweep} is not one sweep's data: {sweep / 'fcn32s_seed0'} scored 3 classes and "
+        f"{sweep / 'fcn8s_seed0'} 4 (class 2: 'dog' vs 'car'); report each dataset's sweep on its own"
+    )

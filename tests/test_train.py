@@ -414,3 +414,81 @@ def test_a_refused_rerun_never_touches_the_finished_record(tiny_data, tmp_path):
         again = subprocess.run([*command, typo], capture_output=True, text=True, timeout=300, cwd=tmp_path)
         assert again.returncode == 2 and said in again.stderr, again.stderr[-3000:]
         assert {name: (run / name).read_bytes() for name in finished} == finished, typo
+
+
+# The generated data's 21 classes under a user's names (spaces, a slash, unicode, names that only
+# differ by characters a logger key cannot hold) and colours.
+USER_CLASSES = [
+    "background",
+    "road / sidewalk",
+    "café",
+    "a b",
+    "a_b",
+    *(f"class {i}" for i in range(5, 21)),
+]
+USER_COLORS = [[(7 * i) % 256, (40 + 11 * i) % 256, (200 - 9 * i) % 256] for i in range(21)]
+
+
+def class_overrides() -> list[str]:
+    names = ",".join(f"'{n}'" for n in USER_CLASSES)
+    colors = ",".join(f"[{r},{g},{b}]" for r, g, b in USER_COLORS)
+    return [f"data.class_names=[{names}]", f"data.class_colors=[{colors}]"]
+
+
+@pytest.fixture(scope="module")
+def user_class_run(tiny_data, tmp_path_factory) -> tuple[dict, Path]:
+    """A few steps of a tiny FCN-32s on the generated data under USER_CLASSES / USER_COLORS."""
+    out = tmp_path_factory.mktemp("user_classes")
+    extra = ["model=fcn32s", "logger=csv_tensorboard", "debug=limit", "trainer.max_epochs=1"]
+    cfg = make_cfg("train", tiny_overrides(tiny_data, *extra, *class_overrides()), out)
+    return train(cfg), out
+
+
+@pytest.mark.slow
+def test_user_classes_reach_the_checkpoint_results_and_logs(user_class_run):
+    results, out = user_class_run
+    record = json.loads((out / "results.json").read_text())
+    assert record["class_names"] == USER_CLASSES and record["class_colors"] == USER_COLORS
+    assert list(record["per_class_iu"]) == USER_CLASSES  # the names as given, in class order
+    hparams = torch.load(results["best_checkpoint"], map_location="cpu", weights_only=False)[
+        "hyper_parameters"
+    ]
+    assert hparams["class_names"] == USER_CLASSES and hparams["class_colors"] == USER_COLORS
+    from fcnlab.training import load_module
+
+    module = load_module(results["best_checkpoint"])  # the checkpoint alone names and colours them
+    assert module.class_names == USER_CLASSES and module.class_colors == USER_COLORS
+    # Logger keys: one slash (no nested panels), no spaces (TensorBoard would rename them with a warning).
+    header = (out / "csv" / "metrics.csv").read_text().splitlines()[0].split(",")
+    keys = [h.removeprefix("val_iu/") for h in header if h.startswith("val_iu/")]
+    assert "background" in keys and len(keys) == len(set(keys))
+    assert set(keys) <= {"background", "road___sidewalk", "café", "a_b_3", "a_b_4"} | {
+        f"class_{i}" for i in range(5, 21)
+    }
+
+
+@pytest.mark.slow
+def test_eval_scores_under_the_checkpoints_classes_and_refuses_others(user_class_run, tiny_data, tmp_path):
+    from fcnlab.inference.evaluate import format_table
+
+    results, _ = user_class_run
+    base = [f"ckpt={results['best_checkpoint']}", *tiny_overrides(tiny_data)[:5]]
+    evaluated = evaluate(make_cfg("eval", [*base, *class_overrides()], tmp_path / "same"))
+    assert list(evaluated["per_class_iu"]) == USER_CLASSES and evaluated["class_colors"] == USER_COLORS
+    table = format_table(evaluated).splitlines()
+    assert any(line.startswith("road / sidewalk ") for line in table)
+    assert any(line.startswith("café ") for line in table)
+    with pytest.raises(FCNLabError) as info:  # the data's default (VOC) names are other classes
+        evaluate(make_cfg("eval", base, tmp_path / "other"))
+    assert str(info.value) == (
+        f"ckpt={results['best_checkpoint']} was trained on classes background, road / sidewalk, café, "
+        "a b, a_b, class 5, … (21 in all) but the data's class 1 is 'aeroplane', not 'road / sidewalk'; "
+        "evaluate on the data it was trained for (same classes, same order)"
+    )
+
+
+def test_logger_keys_of_class_names_are_safe_and_distinct():
+    from fcnlab.data.classes import metric_keys
+
+    keys = metric_keys(["road / sidewalk", "café", "a b", "a_b", "x.y-z", "日本"])
+    assert keys == ["road___sidewalk", "café", "a_b_2", "a_b_3", "x.y-z", "日本"]

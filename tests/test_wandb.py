@@ -237,3 +237,44 @@ def test_progress_display_suits_the_terminal(monkeypatch):
     assert not interactive_terminal()
     monkeypatch.setenv("CI", "false")
     assert interactive_terminal()
+
+
+def test_tables_masks_and_keys_carry_the_users_class_names(offline_wandb, tiny_data, tmp_path):
+    from test_train import USER_CLASSES, class_overrides
+
+    overrides = ["logger=wandb", "trainer.max_epochs=1", "trainer.limit_train_batches=1"]
+    overrides += ["trainer.limit_val_batches=2", "callbacks.wandb_media.num_images=1", *class_overrides()]
+    job = tmp_path / "job"
+    results = train(make_cfg("train", tiny_overrides(tiny_data, *overrides), job))
+    finish_wandb()
+    (run_dir,) = run_dirs(job)
+    run = read_run(run_dir)
+    (table,) = sorted((run_dir / "files/media/table/best").glob("per_class_iu_*"))
+    per_class = json.loads(table.read_text())
+    assert [name for _, name, _ in per_class["data"]] == USER_CLASSES
+    ius = {name: iu for _, name, iu in per_class["data"]}
+    want = {n: None if v != v else pytest.approx(v) for n, v in results["per_class_iu"].items()}  # nan: None
+    assert ius == want
+    labels = next(iter(run["config"]["_wandb"]["mask/class_labels"].values()))["value"]
+    assert [labels[str(i)] for i in range(21)] == USER_CLASSES and labels["255"] == "void"
+    assert "val_iu/background" in run["history_keys"]
+    assert all(key.count("/") <= 1 for key in run["history_keys"])  # no class name nests a panel
+
+
+def test_report_run_holds_iu_per_variant_under_the_runs_class_names(offline_wandb, tmp_path):
+    from fcnlab.reporting.table import collect, summarize
+    from fcnlab.reporting.wandb_run import log_to_wandb
+    from test_report import fake_sweep
+
+    names = ["background", "road / sidewalk", "café"]
+    sweep = fake_sweep(
+        tmp_path / "sweep", {"fcn32s_seed0": names, "fcn32s_seed1": names, "fcn8s_seed0": names}
+    )
+    out = tmp_path / "report"
+    out.mkdir()
+    log_to_wandb(sweep, out, summarize(collect(sweep)))
+    (run_dir,) = run_dirs(sweep)
+    (table,) = (run_dir / "files/media/table").glob("per_class_iu_*.table.json")
+    data = json.loads(table.read_text())["data"]
+    assert [row[:2] for row in data] == [[v, n] for v in ("fcn32s", "fcn8s") for n in names]
+    assert [row[2] for row in data] == pytest.approx([0.0, 10.0, 20.0] * 2)  # fake_sweep: IU (k % 10) / 10

@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import tv_tensors
 
 from fcnlab.data.check import check_samples
-from fcnlab.data.classes import SHAPES_CLASSES, VOC_CLASSES
+from fcnlab.data.classes import SHAPES_CLASSES, VOC_CLASSES, check_class_colors, check_class_names
 from fcnlab.data.input_space import InputSpace, get_input_space
 from fcnlab.data.loading import load_sample
 from fcnlab.data.sampling import EpochSampler, ShardSampler
@@ -59,6 +59,8 @@ class SegmentationDataModule(L.LightningDataModule):
     bad file stops the run at once with the message loading it would give, not epochs later:
     ``headers`` (default: headers, modes, palettes, sizes, SBD's small ``.mat`` files), ``full`` (decode
     everything) or ``none`` (see :func:`fcnlab.data.check.check_sample`).
+    ``class_names`` / ``class_colors`` (one ``[R, G, B]`` per class; None: the VOC palette) name and
+    colour the classes everywhere downstream: logs, ``results.json``, checkpoints, predicted masks.
     ``input_space`` (``fcnlab.data.input_space``) is the model's: ``fcnlab-train`` resolves it from
     ``input_space`` and the weights, ``fcnlab-eval`` takes it from the checkpoint.
     """
@@ -69,6 +71,7 @@ class SegmentationDataModule(L.LightningDataModule):
         protocol: str = "seg11valid",
         generate: dict | None = None,
         class_names: list[str] | None = None,
+        class_colors: list | None = None,
         crop_size: int | None = 320,
         scale_range: tuple[float, float] | None = None,
         hflip: bool = True,
@@ -86,7 +89,10 @@ class SegmentationDataModule(L.LightningDataModule):
         super().__init__()
         self.check = check  # checked by setup(): an error raised here would reach the user wrapped by Hydra
         self.root, self.protocol, self.generate = Path(root), protocol, generate
-        self.class_names = list(class_names or (SHAPES_CLASSES if generate is not None else VOC_CLASSES))
+        self.class_names = check_class_names(
+            class_names or (SHAPES_CLASSES if generate is not None else VOC_CLASSES)
+        )
+        self.class_colors = check_class_colors(class_colors, self.class_names)  # None: the VOC palette
         if num_classes is not None and num_classes != len(self.class_names):
             raise FCNLabError(
                 f"data.num_classes={num_classes} but data.class_names lists {len(self.class_names)}"

@@ -16,21 +16,43 @@ from fcnlab.errors import FCNLabError
 from fcnlab.runinfo import write_json
 
 
+def _short(names: list[str], limit: int = 6) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f", … ({len(names)} in all)" if len(names) > limit else "")
+
+
+def check_same_classes(ckpt: str, module, datamodule) -> list[str]:
+    """The class names to score under: the checkpoint's (a file that names none takes the data's);
+    another count or other names than the data's is one line."""
+    if module.model.num_classes != datamodule.num_classes:
+        raise FCNLabError(
+            f"ckpt={ckpt} predicts {module.model.num_classes} classes, data has "
+            f"{datamodule.num_classes}; evaluate on the data it was trained for"
+        )
+    stored = module.hparams.get("class_names")
+    if stored is None:
+        return list(datamodule.class_names)
+    if list(stored) != list(datamodule.class_names):
+        k = next(i for i, (a, b) in enumerate(zip(stored, datamodule.class_names, strict=True)) if a != b)
+        raise FCNLabError(
+            f"ckpt={ckpt} was trained on classes {_short(list(stored))} but the data's class {k} is "
+            f"{datamodule.class_names[k]!r}, not {stored[k]!r}; evaluate on the data it was trained for "
+            "(same classes, same order)"
+        )
+    return list(stored)
+
+
 def evaluate(cfg: DictConfig) -> dict:
     from hydra.utils import instantiate
 
     from fcnlab.training import load_module
+    from fcnlab.training.checks import build
 
     torch.set_flush_denormal(True)
     module = load_module(cfg.ckpt, name=cfg.model.get("name"))
     # The net's own input space, never the data config's: a model is not fed another input.
-    datamodule = instantiate(cfg.data, _convert_="all", input_space=module.input_space.as_dict())
-    if module.model.num_classes != datamodule.num_classes:
-        raise FCNLabError(
-            f"ckpt={cfg.ckpt} predicts {module.model.num_classes} classes, data has "
-            f"{datamodule.num_classes}; evaluate on the data it was trained for"
-        )
-    module.class_names = datamodule.class_names
+    datamodule = build("data", cfg.data, _convert_="all", input_space=module.input_space.as_dict())
+    module.class_names = check_same_classes(str(cfg.ckpt), module, datamodule)
     trainer = instantiate(cfg.trainer, logger=False, callbacks=[], enable_progress_bar=False)
     trainer.validate(module, datamodule=datamodule, verbose=False)
     scores = module.last_scores
@@ -39,17 +61,22 @@ def evaluate(cfg: DictConfig) -> dict:
         "model": module.model.name,
         "input_space": module.input_space.name,
         "metrics": scores.as_dict(),
-        "per_class_iu": dict(zip(datamodule.class_names, scores.per_class_iu, strict=False)),
+        "per_class_iu": dict(zip(module.class_names, scores.per_class_iu, strict=False)),
+        "class_names": list(module.class_names),
+        "class_colors": module.class_colors,
     }
     write_json(Path(cfg.paths.output_dir) / "eval.json", result)
     return result
 
 
 def format_table(result: dict) -> str:
-    lines = [f"{'metric':<22} {'%':>6}", "-" * 29]
-    lines += [f"{k:<22} {100 * v:6.1f}" for k, v in result["metrics"].items()]
-    lines += ["", f"{'class':<22} {'IU %':>6}", "-" * 29]
+    """The four metrics, then IU per class under the checkpoint's class names (the column fits them)."""
+    width = max([22, *(len(k) for k in result["per_class_iu"])])
+    lines = [f"{'metric':<{width}} {'%':>6}", "-" * (width + 7)]
+    lines += [f"{k:<{width}} {100 * v:6.1f}" for k, v in result["metrics"].items()]
+    lines += ["", f"{'class':<{width}} {'IU %':>6}", "-" * (width + 7)]
     lines += [
-        f"{k:<22} {'—' if math.isnan(v) else f'{100 * v:.1f}':>6}" for k, v in result["per_class_iu"].items()
+        f"{k:<{width}} {'—' if math.isnan(v) else f'{100 * v:.1f}':>6}"
+        for k, v in result["per_class_iu"].items()
     ]
     return "\n".join(lines)

@@ -33,6 +33,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from fcnlab.atomic import atomic_path, write_json
+from fcnlab.data.classes import class_palette
 from fcnlab.data.input_space import InputSpace
 from fcnlab.errors import FCNLabError, one_line
 from fcnlab.inference.inputs import normalize
@@ -250,7 +251,8 @@ def export(cfg: DictConfig) -> dict:
 
 
 def _sidecar(cfg: DictConfig, module, target: Path, export: dict) -> dict:
-    """``<output>.json``: the graph's input and output, classes, the export's checks, shas and versions."""
+    """``<output>.json``: the graph's input and output, classes (names and ``[R, G, B]`` colours: the
+    checkpoint's, else VOC's palette), the export's checks, shas and versions."""
     import onnx
     import onnxruntime
 
@@ -276,6 +278,7 @@ def _sidecar(cfg: DictConfig, module, target: Path, export: dict) -> dict:
         "backbone": hparams.get("backbone"),
         "num_classes": model.num_classes,
         "class_names": list(module.class_names),
+        "class_colors": class_palette(module.class_colors, model.num_classes)[: model.num_classes].tolist(),
         "opset": export["opset"],
         "exporter": export["exporter"],
         "tolerance": float(cfg.tolerance),

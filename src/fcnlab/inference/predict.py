@@ -1,8 +1,11 @@
 """``fcnlab-predict ckpt=<checkpoint> input=<image or folder> [output=<folder>]``: segment images.
 
 For every input image ``<stem>.<ext>`` it writes ``<output>/<stem>.png``, a palette PNG of class
-indices (VOC colours, full input size), and ``<output>/overlay/<stem>.png``, the image with the
-non-background classes blended in colour. A folder input is read non-recursively, in sorted order;
+indices (full input size) in the checkpoint's class colours (VOC's for a checkpoint without colours),
+and ``<output>/overlay/<stem>.png``, the image with the non-background classes blended in colour; plus
+``<output>/legend.png`` and ``<output>/classes.txt`` (:mod:`fcnlab.inference.legend`). A net of more
+than 256 classes gets 16-bit greyscale masks (pixel = class; a palette holds 256 colours), its colours
+in the legend and overlays. A folder input is read non-recursively, in sorted order;
 files with an image extension are segmented, other files and hidden files are ignored. A file that
 cannot be read (corrupt, truncated, over ``max_pixels``) is reported on stderr as one line
 ``error: <path>: <why>`` and skipped, and the run exits with status 2 at the end. Inputs are never
@@ -25,10 +28,11 @@ from omegaconf import DictConfig
 from PIL import Image
 
 from fcnlab.atomic import atomic_path, write_json
-from fcnlab.data.classes import voc_palette
+from fcnlab.data.classes import class_palette
 from fcnlab.data.input_space import InputSpace
 from fcnlab.errors import FCNLabError, one_line
 from fcnlab.inference.inputs import OVERLAY_DIR, list_inputs, normalize, plan_outputs, read_image
+from fcnlab.inference.legend import LEGEND_PNG, write_legend
 
 
 def resolve_device(name: str) -> torch.device:
@@ -57,13 +61,13 @@ def segment(
     space: InputSpace,
     device: torch.device,
 ) -> torch.Tensor:
-    """(H, W) uint8 class indices for one (3, H, W) uint8 image, at the image's own size."""
+    """(H, W) class indices (uint8; int32 past 256 classes) for one (3, H, W) uint8 image, at its size."""
     x = normalize(image, space).unsqueeze(0).to(device)
     with torch.inference_mode():
         logits = model(x)
     if tuple(logits.shape[-2:]) != tuple(image.shape[-2:]):  # the FCN crops to the input; never expected
         raise RuntimeError(f"model output {tuple(logits.shape[-2:])} != input {tuple(image.shape[-2:])}")
-    return logits[0].argmax(0).to(torch.uint8).cpu()
+    return logits[0].argmax(0).to(torch.uint8 if logits.shape[1] <= 256 else torch.int32).cpu()
 
 
 def overlay(image: np.ndarray, labels: np.ndarray, palette: np.ndarray, alpha: float) -> np.ndarray:
@@ -95,13 +99,15 @@ def _checked_limits(cfg: DictConfig) -> tuple[int, float]:
 
 
 def _load_checkpoint(cfg: DictConfig, device: torch.device):
-    """The checkpoint's module and its network in eval mode on ``device``; at most 255 classes (PNG)."""
+    """The checkpoint's module and its network in eval mode on ``device``; at most 65536 classes (PNG)."""
     from fcnlab.training import load_module
 
     module = load_module(str(cfg.ckpt), name=cfg.get("model", {}).get("name"))
     num_classes = module.model.num_classes
-    if num_classes > 255:
-        raise FCNLabError(f"ckpt={cfg.ckpt}: {num_classes} classes do not fit a palette PNG (at most 255)")
+    if num_classes > 65536:
+        raise FCNLabError(
+            f"ckpt={cfg.ckpt}: {num_classes} classes do not fit a 16-bit mask PNG (at most 65536)"
+        )
     return module, module.model.eval().to(device)
 
 
@@ -130,14 +136,21 @@ def _segment_file(src: Path, model, space: InputSpace, device: torch.device, max
 
 
 def _write_pngs(
-    image: torch.Tensor, labels: torch.Tensor, paths: tuple[Path, Path], output: Path, alpha: float
+    image: torch.Tensor,
+    labels: torch.Tensor,
+    paths: tuple[Path, Path],
+    output: Path,
+    alpha: float,
+    palette: np.ndarray,
 ):
-    """The palette mask and the overlay, each written atomically."""
+    """The mask (palette PNG; 16-bit grey past 256 classes) and the overlay, each written atomically."""
     mask_path, overlay_path = paths
-    palette = voc_palette()
     labels_np = labels.numpy()
-    mask = Image.fromarray(labels_np)  # mode L; putpalette turns it into P with the same indices
-    mask.putpalette(palette.reshape(-1).tolist())
+    if labels_np.dtype == np.uint8:
+        mask = Image.fromarray(labels_np)  # mode L; putpalette turns it into P with the same indices
+        mask.putpalette(palette[:256].reshape(-1).tolist())
+    else:
+        mask = Image.fromarray(labels_np.astype(np.uint16))  # mode I;16: pixel = class
     try:
         save_png(mask, mask_path)
         rgb = image.permute(1, 2, 0).numpy()
@@ -157,10 +170,18 @@ def predict(cfg: DictConfig, report: Callable[[str], None] = _stderr) -> dict:
     source, output = Path(str(cfg.input)).expanduser(), Path(str(cfg.output)).expanduser()
     inputs, ignored = list_inputs(source)
     plan = plan_outputs(source, inputs, output)
+    legend_clash = next((src for src, mask, _ in plan if mask == output.resolve() / LEGEND_PNG), None)
+    if legend_clash is not None:
+        raise FCNLabError(
+            f"input={legend_clash}: its mask would be {output / LEGEND_PNG}, the class legend's name; "
+            "rename that image"
+        )
     device = resolve_device(cfg.device)
     torch.set_flush_denormal(True)
     module, model = _load_checkpoint(cfg, device)
+    palette = class_palette(module.class_colors, module.model.num_classes)
     _make_output_dir(output)
+    legend = write_legend(output, list(module.class_names), palette)
 
     done, errors, model_seconds = [], [], 0.0
     start = time.perf_counter()
@@ -173,7 +194,7 @@ def predict(cfg: DictConfig, report: Callable[[str], None] = _stderr) -> dict:
             continue
         image, labels, seconds = result
         model_seconds += seconds
-        _write_pngs(image, labels, (mask_path, overlay_path), output, alpha)
+        _write_pngs(image, labels, (mask_path, overlay_path), output, alpha, palette)
         done.append(
             {
                 "input": str(src),
@@ -185,7 +206,7 @@ def predict(cfg: DictConfig, report: Callable[[str], None] = _stderr) -> dict:
             }
         )
     timing = (time.perf_counter() - start, model_seconds)
-    record = _record(cfg, source, output, device, module, done, errors, ignored, timing)
+    record = {**_record(cfg, source, output, device, module, done, errors, ignored, timing), **legend}
     write_json(Path(cfg.paths.output_dir) / "predict.json", record)
     return record
 
@@ -193,14 +214,15 @@ def predict(cfg: DictConfig, report: Callable[[str], None] = _stderr) -> dict:
 def _record(cfg, source, output, device, module, done, errors, ignored, timing) -> dict:
     """What ``predict.json`` holds: the run's inputs, the checkpoint's classes and input space, timings."""
     seconds, model_seconds = timing
-    space = module.input_space
+    space, num_classes = module.input_space, module.model.num_classes
     return {
         "ckpt": str(cfg.ckpt),
         "input": str(source),
         "output": str(output),
         "device": str(device),
-        "num_classes": module.model.num_classes,
+        "num_classes": num_classes,
         "class_names": list(module.class_names),
+        "class_colors": class_palette(module.class_colors, num_classes)[:num_classes].tolist(),
         "input_space": space.as_dict(),
         "mean": list(space.mean),
         "std": list(space.std),
@@ -219,7 +241,7 @@ def summary(record: dict) -> str:
     line = (
         f"predicted {n}/{total} images on {record['device']} in {record['seconds']:.1f} s "
         f"({record['ms_per_image']:.0f} ms/image, model {record['model_ms_per_image']:.0f} ms) "
-        f"-> {record['output']} (masks <stem>.png, overlays {OVERLAY_DIR}/<stem>.png)"
+        f"-> {record['output']} (masks <stem>.png, overlays {OVERLAY_DIR}/<stem>.png, {LEGEND_PNG})"
     )
     if record["errors"]:
         line += f"; {len(record['errors'])} failed (see errors above)"

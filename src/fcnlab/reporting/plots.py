@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from fcnlab.atomic import atomic_path
-from fcnlab.reporting.table import METRIC_NAMES, METRICS, PAPER
+from fcnlab.reporting.table import METRIC_NAMES, METRICS, PAPER, record_class_names
 
 
 def save_figure(fig, path: Path, dpi: int) -> None:
@@ -50,24 +50,31 @@ def metrics_vs_paper(rows: list[dict], path: Path) -> None:
 
 
 def per_class_heatmap(records: list[dict], path: Path) -> None:
+    """IU per class (columns, under the runs' own class names) and variant (rows), mean over seeds.
+
+    The figure widens with the number of classes up to 40 inches; past about 130 classes the numbers in
+    the cells are left out (the colour still tells), past about 330 the labels shrink."""
     ok = [r for r in records if r.get("status") == "ok" and r.get("per_class_iu")]
     if not ok:
         return
     variants = list(dict.fromkeys(r["variant"] for r in ok))
-    names = list(ok[0]["per_class_iu"])
+    names = record_class_names(ok[0])
     grid = np.full((len(variants), len(names)), np.nan)
     for i, v in enumerate(variants):
         runs = [r for r in ok if r["variant"] == v]
         for j, n in enumerate(names):
             values = [iu for r in runs if not math.isnan(iu := r["per_class_iu"].get(n, math.nan))]
             grid[i, j] = 100 * np.mean(values) if values else np.nan  # nan: the class never appeared
-    fig, ax = plt.subplots(figsize=(max(8, 0.45 * len(names)), 0.5 * len(variants) + 2))
+    width = min(40.0, max(8.0, 0.45 * len(names)))
+    per_class = width / len(names)  # inches per column
+    fontsize = max(2.0, min(7.0, 0.8 * 72 * per_class))
+    fig, ax = plt.subplots(figsize=(width, 0.5 * len(variants) + 2))
     im = ax.imshow(grid, vmin=0, vmax=100, cmap="viridis", aspect="auto")
-    ax.set_xticks(range(len(names)), names, rotation=70, ha="right", fontsize=7)
+    ax.set_xticks(range(len(names)), names, rotation=70, ha="right", fontsize=fontsize)
     ax.set_yticks(range(len(variants)), variants, fontsize=8)
     for i in range(len(variants)):
         for j in range(len(names)):
-            if not np.isnan(grid[i, j]):
+            if per_class >= 0.3 and not np.isnan(grid[i, j]):
                 ax.text(
                     j,
                     i,

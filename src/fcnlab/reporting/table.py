@@ -84,6 +84,42 @@ def not_a_sweep(sweep_dir: Path, records: list[dict]) -> str | None:
                 f"{key[0]} seed {key[1]}; the report averages seeds, so pass a sweep over model= and seed="
             )
         seen[key] = record["job_dir"]
+    return different_classes(sweep_dir, records)
+
+
+def record_class_names(record: dict) -> list[str]:
+    """The classes a job scored, in class order (records from before ``class_names``: their IU keys)."""
+    return [str(n) for n in (record.get("class_names") or list(record.get("per_class_iu") or {}))]
+
+
+def per_class_rows(records: list[dict]) -> list[list]:
+    """``[variant, class, IU %]`` per variant and class (the runs' own class names; IU the mean over
+    seeds, None where the class never appeared), for the report's wandb table."""
+    ok = [r for r in records if r.get("status") == "ok" and r.get("per_class_iu")]
+    rows = []
+    for variant in dict.fromkeys(r["variant"] for r in ok):
+        runs = [r for r in ok if r["variant"] == variant]
+        for name in record_class_names(runs[0]):
+            values = [iu for r in runs if not math.isnan(iu := float(r["per_class_iu"].get(name, math.nan)))]
+            rows.append([variant, name, 100 * statistics.fmean(values) if values else None])
+    return rows
+
+
+def different_classes(sweep_dir: Path, records: list[dict]) -> str | None:
+    """Why the finished jobs did not score the same classes (None: they did): not one dataset's sweep."""
+    ok = [r for r in records if r.get("status") == "ok" and record_class_names(r)]
+    for record in ok[1:]:
+        first, names = record_class_names(ok[0]), record_class_names(record)
+        if names != first:
+            pairs = enumerate(zip(first, names, strict=False))
+            k = next((i for i, (a, b) in pairs if a != b), min(len(first), len(names)))
+            theirs = repr(names[k]) if k < len(names) else "none"
+            ours = repr(first[k]) if k < len(first) else "none"
+            return (
+                f"{sweep_dir} is not one sweep's data: {ok[0]['job_dir']} scored {len(first)} classes and "
+                f"{record['job_dir']} {len(names)} (class {k}: {ours} vs {theirs}); "
+                "report each dataset's sweep on its own"
+            )
     return None
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import math
 import os
 from pathlib import Path
 
-from fcnlab.reporting.table import CSV_COLUMNS
+from fcnlab.reporting.table import CSV_COLUMNS, collect, per_class_rows
 
 
 def sweep_wandb_names(sweep_dir: Path) -> tuple[str, str, str]:
@@ -28,7 +30,8 @@ def sweep_wandb_names(sweep_dir: Path) -> tuple[str, str, str]:
 
 
 def log_to_wandb(sweep_dir: Path, out: Path, rows: list[dict]) -> str | None:
-    """Table rows and PNGs as wandb run ``<task>-report`` in the sweep's group (offline unless WANDB_MODE)."""
+    """Table rows, IU per variant and class (the runs' class names) and PNGs as wandb run
+    ``<task>-report`` in the sweep's group (offline unless WANDB_MODE)."""
     import wandb
 
     from fcnlab.wandb_runs import finish_wandb
@@ -50,6 +53,9 @@ def log_to_wandb(sweep_dir: Path, out: Path, rows: list[dict]) -> str | None:
 
     table = wandb.Table(columns=list(CSV_COLUMNS), data=[[cell(r.get(c)) for c in CSV_COLUMNS] for r in rows])
     figures = {f"figures/{png.stem}": wandb.Image(str(png)) for png in sorted(out.glob("table2_*.png"))}
-    run.log({"table2": table, **figures})
+    with contextlib.redirect_stderr(io.StringIO()):  # a damaged record was reported once by the report
+        records = collect(sweep_dir)
+    per_class = wandb.Table(columns=["variant", "class", "iu"], data=per_class_rows(records))
+    run.log({"table2": table, "per_class_iu": per_class, **figures})
     run.summary.update({f"{r['variant']}/mean_iu": r["mean_iu"] for r in rows if r["status"] == "ok"})
     return finish_wandb()

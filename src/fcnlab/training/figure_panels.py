@@ -7,7 +7,8 @@
 - ``truth_<id>.png``, ``pred_<id>.png``: ground truth and prediction as palette PNGs of class indices
   (255: void);
 - ``index.json`` (written last: its presence means the panels are complete): the ids, class names,
-  the palette (``#rrggbb`` by class index), the variant, the checkpoint and the file name patterns.
+  the palette (``#rrggbb`` by class index: the run's class colours, else VOC's), the variant, the
+  checkpoint and the file name patterns.
 
 The images are the same in every job on the same data: among the first :data:`CANDIDATES` of the
 protocol's validation split, the :data:`NUM_IMAGES` with the most classes (ties: split order), where
@@ -26,7 +27,7 @@ from PIL import Image
 from torchvision import tv_tensors
 
 from fcnlab.atomic import atomic_path, write_json
-from fcnlab.data.classes import voc_palette
+from fcnlab.data.classes import class_palette
 from fcnlab.data.loading import load_sample
 from fcnlab.data.transforms import eval_transform
 from fcnlab.data.voc import Sample, protocol_samples
@@ -72,7 +73,7 @@ def write_figure_panels(
     metrics and every random generator as they were. Returns the index written to ``index.json``.
     """
     out_dir = Path(job_dir) / FIGURE4_DIR
-    palette = voc_palette()
+    palette = class_palette(module.class_colors, len(module.class_names))[:256]  # 8-bit panels
     samples = figure_samples(datamodule.root, datamodule.protocol, num_images)
     device = next(module.parameters()).device
     was_training = module.training

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torchmetrics.classification import MulticlassConfusionMatrix
 
-from fcnlab.data.classes import VOC_CLASSES, VOID
+from fcnlab.data.classes import VOC_CLASSES, VOID, check_class_colors, metric_keys
 from fcnlab.data.input_space import get_input_space
 from fcnlab.data.sampling import EPOCH_STRIDE
 from fcnlab.errors import FCNLabError
@@ -31,6 +31,8 @@ class FCNModule(L.LightningModule):
     and momentum 0.99 (and tiny learning rates); ``True`` averages over labelled pixels.
     ``input_space`` (a name or ``InputSpace.as_dict()``; None: torchvision) is the input the weights
     expect; it is saved with the hyperparameters, so every checkpoint says how to feed its net.
+    ``class_names`` and ``class_colors`` (one ``[R, G, B]`` per class; None: the VOC palette) are saved
+    too: a checkpoint alone names and colours its classes (older ones without colours read as VOC's).
     """
 
     def __init__(
@@ -41,6 +43,7 @@ class FCNModule(L.LightningModule):
         loss_normalize: bool = True,
         bias_lr_mult: float = 2.0,
         class_names: list[str] | None = None,
+        class_colors: list | None = None,
         seed: int = 0,
         input_space: str | dict | None = None,
     ) -> None:
@@ -53,6 +56,8 @@ class FCNModule(L.LightningModule):
         self.loss_normalize, self.bias_lr_mult, self.seed = loss_normalize, bias_lr_mult, seed
         num_classes = model.get("num_classes", 21)
         self.class_names = list(class_names or [str(i) for i in range(num_classes)])
+        self.class_colors = check_class_colors(class_colors, self.class_names, "class_colors")
+        self.hparams["class_colors"] = self.class_colors  # plain lists: readable in hparams.yaml
         self.val_confusion = MulticlassConfusionMatrix(num_classes, ignore_index=VOID, validate_args=False)
         self.last_scores: SegmentationScores | None = None
         self.last_confusion: torch.Tensor | None = None
@@ -128,9 +133,10 @@ class FCNModule(L.LightningModule):
         self.last_scores, self.last_confusion = scores, confusion.cpu()
         # Every rank holds the same summed matrix, so syncing these is a no-op that keeps DDP quiet.
         self.log_dict(scores.as_dict("val/"), prog_bar=True, sync_dist=True)
-        for name, iu in zip(self.class_names, scores.per_class_iu, strict=False):
+        # Keys safe for every logger (no spaces or slashes); results.json keeps the names as given.
+        for key, iu in zip(metric_keys(self.class_names), scores.per_class_iu, strict=False):
             if not math.isnan(iu):
-                self.log(f"val_iu/{name}", iu, sync_dist=True)
+                self.log(f"val_iu/{key}", iu, sync_dist=True)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # The resolved config and git sha travel with every checkpoint (set by fcnlab.training.run).

@@ -186,6 +186,7 @@ def build_module(cfg: DictConfig):
         loss_normalize=cfg.loss.normalize,
         bias_lr_mult=cfg.loss.bias_lr_mult,
         class_names=datamodule.class_names,
+        class_colors=datamodule.class_colors,
         seed=cfg.seed,
         input_space=space.as_dict(),
     )
@@ -229,6 +230,7 @@ def results_record(cfg, module, datamodule, trainer, ckpt_path: str | None, best
         if scores
         else {},
         "class_names": datamodule.class_names,
+        "class_colors": module.class_colors,  # None: the VOC palette
         "confusion": module.last_confusion.tolist() if module.last_confusion is not None else None,
         "data_root": str(cfg.data.root),
         "protocol": cfg.data.protocol,

@@ -150,7 +150,7 @@ class WandbMediaCallback(Callback):
             run.summary.update({f"best/{k}": v for k, v in scores.as_dict().items()})
         if best or (self.every_n_epochs and (epoch + 1) % self.every_n_epochs == 0):
             payload.update(self._confusion_payload(prefix, confusion.numpy(), names, epoch))
-            if self.num_images:
+            if self.num_images and len(names) <= VOID:  # wandb masks hold 0..255, and 255 is void here
                 payload[f"{prefix}/predictions"] = self._overlays(trainer, pl_module, names)
         payload.update({"epoch": epoch, "trainer/global_step": trainer.global_step})
         run.log(payload)
