@@ -20,11 +20,12 @@ def evaluate(cfg: DictConfig) -> dict:
     from hydra.utils import instantiate
 
     from fcnlab.training import load_module
+    from fcnlab.training.checks import build
 
     torch.set_flush_denormal(True)
     module = load_module(cfg.ckpt, name=cfg.model.get("name"))
     # The net's own input space, never the data config's: a model is not fed another input.
-    datamodule = instantiate(cfg.data, _convert_="all", input_space=module.input_space.as_dict())
+    datamodule = build("data", cfg.data, _convert_="all", input_space=module.input_space.as_dict())
     if module.model.num_classes != datamodule.num_classes:
         raise FCNLabError(
             f"ckpt={cfg.ckpt} predicts {module.model.num_classes} classes, data has "
