@@ -43,6 +43,11 @@ CANDIDATES = 40
 def figure_samples(root: str | Path, protocol: str, num_images: int = NUM_IMAGES) -> list[Sample]:
     """The validation samples every job of a sweep draws its panels on (see the module's doc)."""
     _, val, _ = protocol_samples(root, protocol)
+    return pick_figure_samples(val, num_images)
+
+
+def pick_figure_samples(val: list[Sample], num_images: int = NUM_IMAGES) -> list[Sample]:
+    """Of a validation split's first :data:`CANDIDATES` samples, the ``num_images`` with the most classes."""
     candidates = val[:CANDIDATES]
     classes = [len(np.unique(load_sample(s)[1].numpy())) for s in candidates]
     order = sorted(range(len(candidates)), key=lambda i: -classes[i])  # stable: ties keep split order
@@ -73,7 +78,7 @@ def write_figure_panels(
     """
     out_dir = Path(job_dir) / FIGURE4_DIR
     palette = voc_palette()
-    samples = figure_samples(datamodule.root, datamodule.protocol, num_images)
+    samples = pick_figure_samples(datamodule.split_samples()[1], num_images)  # any layout
     device = next(module.parameters()).device
     was_training = module.training
     module.eval()
