@@ -63,7 +63,8 @@ def classes_problems(path: Path) -> tuple[ClassList | None, list[str]]:
             if value in seen:
                 shown = repr(value) if what == "class name" else str(value)
                 problems.append(
-                    f"{path}: {what} {shown} on lines {seen[value]} and {number}; each class needs its own"
+                    f"{path}: {what} {shown} on lines {seen[value]} and {number}; "
+                    f"each class needs its own {what.split()[-1]}"
                 )
             seen.setdefault(value, number)
     if problems:

@@ -54,7 +54,7 @@ def survey_samples(splits: dict[str, Sequence[Sample]], report: Survey, bar: boo
                 report.problems.append(str(e))
                 continue
             if unknown:
-                report.problems.append(describe_unknown(sample.mask, unknown))
+                report.problems.append(describe_unknown(sample.mask, unknown, sample.coding.classes_file))
             counts = np.bincount(labels[labels != VOID], minlength=k)[:k]
             pixels += counts
             images += counts > 0
