@@ -242,3 +242,38 @@ def test_table2_sweep_on_the_folder_layout(tiny_data, tiny_folder, tmp_path):
     print("fcn8s, VOC layout   ", json.dumps(voc["metrics"]))
     print("fcn8s, folder layout", json.dumps(results["fcn8s_seed0"]["metrics"]))
     assert voc["metrics"] == pytest.approx(results["fcn8s_seed0"]["metrics"], abs=1e-12)
+
+
+def readme_data_command(prefix: str) -> list[str]:
+    """The README's ``.venv/bin/fcnlab-data <args>`` line whose args start with ``prefix``, as argv."""
+    from test_readme_commands import README
+
+    for line in README.read_text().splitlines():
+        head = line.partition("#")[0]
+        if head.startswith(f".venv/bin/fcnlab-data {prefix}"):
+            return [sys.executable, "-m", "fcnlab.cli.data", *head.split()[1:]]
+    raise AssertionError(f"no README line `.venv/bin/fcnlab-data {prefix}...`")
+
+
+@pytest.mark.slow
+def test_readme_your_own_data_commands_as_written(tmp_path, monkeypatch):
+    import test_readme_commands
+    from test_readme_commands import assert_clean, readme_command, run_until_first_job
+
+    # the module, not an installed script that may predate this checkout
+    monkeypatch.setattr(
+        test_readme_commands, "fcnlab_train", lambda: [sys.executable, "-m", "fcnlab.cli.train"]
+    )
+    cwd = tmp_path / "fresh"
+    cwd.mkdir()
+    for prefix in ("generate --layout folder", "check data=folder"):
+        proc = subprocess.run(
+            readme_data_command(prefix), cwd=cwd, capture_output=True, text=True, timeout=600
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip().endswith("data.root=data/my_shapes: no problems found")
+    job, output = run_until_first_job(
+        readme_command("data=folder data.root=data/my_shapes"), cwd, "outputs/train/*"
+    )
+    assert_clean(output)
+    assert job.is_relative_to(cwd)
