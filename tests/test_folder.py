@@ -150,6 +150,26 @@ def test_class_weights_reach_the_loss(tmp_path):
     assert weighted.item() == pytest.approx(expected.item())
 
 
+def test_median_frequency_on_the_voc_layout_trains_and_is_stored(tiny_data, tmp_path):
+    import shutil
+
+    from fcnlab.models.weights import read_checkpoint
+    from test_train import tiny_overrides
+
+    data = shutil.copytree(tiny_data, tmp_path / "data")
+    limits = ["trainer.max_epochs=1", "trainer.limit_train_batches=1", "trainer.limit_val_batches=2"]
+    extra = ["loss.class_weights=median_frequency", *limits]
+    result = train(make_cfg("train", tiny_overrides(str(data), *extra), tmp_path / "run"))
+    assert result["status"] == "ok"
+    entries = json.loads((data / CACHE_FILE).read_text())["entries"]
+    (entry,) = entries.values()
+    assert entry["images"] == 24  # the SBD train masks
+    stored = read_checkpoint(result["best_checkpoint"], "ckpt").hparams["class_weights"]
+    pixels, image_pixels = np.array(entry["pixels"]), np.array(entry["image_pixels"])
+    freq = pixels[pixels > 0] / image_pixels[pixels > 0]
+    assert len(stored) == 21 and stored[0] == pytest.approx(np.median(freq) / freq[0])
+
+
 # -- the check tool ----------------------------------------------------------------------------------
 
 
