@@ -21,6 +21,7 @@ from fcnlab.data.folder import FolderDataModule, folder_samples
 from fcnlab.data.loading import load_sample
 from fcnlab.data.survey import run_check
 from fcnlab.data.synthetic import generate
+from fcnlab.errors import FCNLabError
 from fcnlab.inference.evaluate import evaluate
 from fcnlab.training.run import train
 from helpers.folder_data import COLOURS, make_folder, save_mask, stripes
@@ -100,6 +101,16 @@ def test_model_num_classes_follows_classes_txt(tmp_path):
     assert cfg.model.num_classes == 3 == cfg.data.num_classes
     result = train(cfg)
     assert result["status"] == "ok" and result["class_names"] == ["sky", "grass", "road"]
+
+
+def test_a_broken_layout_stops_the_run_before_pretraining(tmp_path):
+    root = make_folder(tmp_path / "data", {"train": {"a": stripes()}, "val": {"b": stripes()}})
+    (root / "masks/val/b.png").unlink()
+    cfg = make_cfg("train", ["data=folder", f"data.root={root}"], tmp_path / "run")
+    with pytest.raises(FCNLabError) as info:
+        train(cfg)
+    assert str(info.value).startswith(f"{root}/masks/val: no mask for 1 image(s) of images/val (first: b)")
+    assert not Path(cfg.pretrain.output).exists() and not Path(cfg.pretrain.data_root).exists()
 
 
 # -- class weights -----------------------------------------------------------------------------------

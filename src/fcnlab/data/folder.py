@@ -154,6 +154,25 @@ def folder_samples(
     return train, val, problems, coding
 
 
+def require_usable(root: str | Path | None, void_index: int = VOID, reduce_zero_label: bool = False):
+    """(train, val) of the layout, or the first problem as an error (with how to list them all)."""
+    if root in (None, ""):
+        raise FCNLabError(
+            "data=folder needs data.root=DIR: a folder holding images/{train,val}, masks/{train,val} "
+            f"and {CLASSES_FILE}"
+        )
+    train, val, problems, _ = folder_samples(root, void_index, reduce_zero_label)
+    if problems:
+        more = (
+            f" ({len(problems) - 1} more problem(s): fcnlab-data check data=folder data.root={root} "
+            "lists them all)"
+            if len(problems) > 1
+            else ""
+        )
+        raise FCNLabError(problems[0] + more)
+    return train, val
+
+
 class FolderDataModule(SegmentationDataModule):
     """:class:`SegmentationDataModule` over the folder layout (see the module's doc).
 
@@ -175,10 +194,7 @@ class FolderDataModule(SegmentationDataModule):
         **kwargs,
     ) -> None:
         if root in (None, ""):
-            raise FCNLabError(
-                "data=folder needs data.root=DIR: a folder holding images/{train,val}, masks/{train,val} "
-                f"and {CLASSES_FILE}"
-            )
+            require_usable(root)
         classes_file = Path(root) / CLASSES_FILE
         if not Path(root).is_dir():
             folder_problems = folder_samples(root)[2]
@@ -202,16 +218,7 @@ class FolderDataModule(SegmentationDataModule):
         self.void_index, self.reduce_zero_label = void_index, bool(reduce_zero_label)
 
     def split_samples(self) -> tuple[list[Sample], list[Sample]]:
-        train, val, problems, _ = folder_samples(self.root, self.void_index, self.reduce_zero_label)
-        if problems:
-            more = (
-                f" ({len(problems) - 1} more problem(s): fcnlab-data check data=folder data.root={self.root} "
-                "lists them all)"
-                if len(problems) > 1
-                else ""
-            )
-            raise FCNLabError(problems[0] + more)
-        return train, val
+        return require_usable(self.root, self.void_index, self.reduce_zero_label)
 
     def split_names(self) -> dict[str, str]:
         return {"train": "train", "val": "val"}
