@@ -323,7 +323,7 @@ def test_more_than_256_classes_write_16_bit_masks(tmp_path):
     with Image.open(tmp_path / "out" / "a.png") as mask:
         assert mask.mode == "I;16"
         labels = np.asarray(mask)
-    x = torch.from_numpy(np.asarray(Image.open(src / "a.png"))).permute(2, 0, 1)
+    x = torch.from_numpy(np.array(Image.open(src / "a.png"))).permute(2, 0, 1)
     from fcnlab.inference.inputs import normalize
 
     with torch.inference_mode():

@@ -578,6 +578,143 @@ def r88_model_name_on_an_fcnlab_checkpoint(data: Path, tmp: Path) -> str:
     return message_of(lambda: load_module(str(ckpt), name="fcn8s_atonce"))
 
 
+# -- data=folder (fcnlab.data.folder): each case builds a small folder dataset in <tmp>/f ----------------
+
+
+def _folder(tmp: Path, kind: str = "L", colours: bool = False) -> Path:
+    from helpers.folder_data import make_folder, stripes
+
+    masks = {"train": {"a": stripes(), "b": stripes()}, "val": {"c": stripes()}}
+    return make_folder(tmp / "f", masks, kind, colours)
+
+
+def _folder_setup(root: Path, **options) -> None:
+    from fcnlab.data.folder import FolderDataModule
+
+    FolderDataModule(None if root is None else str(root), num_workers=0, **options).setup("fit")
+
+
+def r100_folder_image_without_mask(data: Path, tmp: Path) -> str:
+    root = _folder(tmp)
+    (root / "masks/train/a.png").unlink()
+    return message_of(lambda: _folder_setup(root))
+
+
+def r101_folder_mask_without_image(data: Path, tmp: Path) -> str:
+    root = _folder(tmp)
+    (root / "images/train/a.png").unlink()
+    return message_of(lambda: _folder_setup(root))
+
+
+def r102_folder_size_mismatch(data: Path, tmp: Path) -> str:
+    root = _folder(tmp)
+    Image.open(root / "masks/val/c.png").crop((0, 0, 5, 5)).save(root / "masks/val/c.png")
+    return message_of(lambda: _folder_setup(root))
+
+
+def r103_folder_mask_value_not_a_class(data: Path, tmp: Path) -> str:
+    from fcnlab.data.folder import folder_samples
+
+    root = _folder(tmp)
+    labels = np.array(Image.open(root / "masks/train/b.png"))
+    labels[0, :3], labels[1, :2] = 7, 9
+    Image.fromarray(labels).save(root / "masks/train/b.png")
+    return message_of(lambda: load_sample(folder_samples(root)[0][1]))
+
+
+def r104_folder_rgb_colours_not_in_classes_txt(data: Path, tmp: Path) -> str:
+    from omegaconf import OmegaConf
+
+    from fcnlab.data.survey import survey_config
+
+    root = _folder(tmp, "rgb", colours=True)
+    rgb = np.array(Image.open(root / "masks/train/a.png"))
+    rgb[0, :4] = (1, 2, 3)
+    Image.fromarray(rgb).save(root / "masks/train/a.png")
+    cfg = {"_target_": "fcnlab.data.folder.FolderDataModule", "root": str(root), "void_index": 255}
+    report = survey_config(OmegaConf.create({**cfg, "reduce_zero_label": False}), bar=False)
+    assert len(report.problems) == 1
+    return report.problems[0]
+
+
+def r105_folder_empty_split(data: Path, tmp: Path) -> str:
+    root = _folder(tmp)
+    for f in (*(root / "images/val").iterdir(), *(root / "masks/val").iterdir()):
+        f.unlink()
+    return message_of(lambda: _folder_setup(root))
+
+
+def r106_classes_txt_duplicate_names(data: Path, tmp: Path) -> str:
+    root = _folder(tmp)
+    (root / "classes.txt").write_text("sky\ngrass\nsky\n")
+    return message_of(lambda: _folder_setup(root))
+
+
+def r107_classes_txt_duplicate_colours(data: Path, tmp: Path) -> str:
+    root = _folder(tmp)
+    (root / "classes.txt").write_text("sky 0 0 255\ngrass 0 200 0\nroad 0 0 255\n")
+    return message_of(lambda: _folder_setup(root))
+
+
+def r108_classes_txt_malformed_line(data: Path, tmp: Path) -> str:
+    root = _folder(tmp)
+    (root / "classes.txt").write_text("sky 0 0 255\ngrass 0 200\nroad 90 90 90\n")
+    return message_of(lambda: _folder_setup(root))
+
+
+def r109_folder_16bit_mask(data: Path, tmp: Path) -> str:
+    root = _folder(tmp)
+    labels = np.asarray(Image.open(root / "masks/train/b.png")).astype(np.uint16)
+    Image.fromarray(labels).save(root / "masks/train/b.png")
+    return message_of(lambda: _folder_setup(root))
+
+
+def r110_folder_rgb_mask_without_colours(data: Path, tmp: Path) -> str:
+    root = _folder(tmp, "rgb", colours=False)
+    return message_of(lambda: _folder_setup(root))
+
+
+def r111_folder_without_classes_txt(data: Path, tmp: Path) -> str:
+    root = _folder(tmp)
+    (root / "classes.txt").unlink()
+    return message_of(lambda: _folder_setup(root))
+
+
+def r112_folder_without_root(data: Path, tmp: Path) -> str:
+    return message_of(lambda: _folder_setup(None))
+
+
+def r113_class_weights_wrong_length(data: Path, tmp: Path) -> str:
+    return message_of(lambda: tiny_train(str(data), tmp, "loss.class_weights=[1,2,3]"))
+
+
+def r114_class_weights_unknown_word(data: Path, tmp: Path) -> str:
+    return message_of(lambda: tiny_train(str(data), tmp, "loss.class_weights=balanced"))
+
+
+def r115_folder_void_index_is_a_class(data: Path, tmp: Path) -> str:
+    root = _folder(tmp)
+    return message_of(lambda: _folder_setup(root, void_index=1))
+
+
+def r116_folder_split_list_id_without_files(data: Path, tmp: Path) -> str:
+    root = _folder(tmp)
+    (root / "splits").mkdir()
+    for kind in ("images", "masks"):
+        for f in (root / kind / "train").iterdir():
+            f.rename(root / kind / f.name)
+    (root / "splits/train.txt").write_text("a\nb\nzz\n")
+    (root / "splits/val.txt").write_text("a\n")
+    return message_of(lambda: _folder_setup(root))
+
+
+def r117_folder_jpeg_mask(data: Path, tmp: Path) -> str:
+    root = _folder(tmp)
+    Image.open(root / "masks/train/a.png").save(root / "masks/train/a.jpg")
+    (root / "masks/train/a.png").unlink()
+    return message_of(lambda: _folder_setup(root))
+
+
 def r130_class_colors_of_another_count(data: Path, tmp: Path) -> str:
     return message_of(lambda: tiny_train(str(data), tmp, "data.class_colors=[[0,0,0],[1,2,3]]", "debug=fast"))
 

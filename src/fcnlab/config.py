@@ -55,12 +55,28 @@ def rank_suffix() -> str:
     return ""
 
 
+def count_classes(root: str | None) -> int | None:
+    """The number of classes of a folder dataset: the lines of ``<root>/classes.txt`` (None: unreadable).
+
+    ``conf/data/folder.yaml``'s ``num_classes``, so the model's follows; the datamodule reads and
+    checks the file itself (a missing or malformed one is its error, naming the file).
+    """
+    if root in (None, "", "None"):
+        return None
+    try:
+        text = (Path(str(root)) / "classes.txt").read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError):
+        return None
+    return len(text.rstrip().splitlines()) or None
+
+
 def register_resolvers() -> None:
     OmegaConf.register_new_resolver("fcnlab_cwd", launch_cwd, replace=True)
     OmegaConf.register_new_resolver("fcnlab_pid", lambda: str(os.getpid()), use_cache=True, replace=True)
     OmegaConf.register_new_resolver("fcnlab_mul", lambda a, b: type(a)(a * b), replace=True)
     OmegaConf.register_new_resolver("fcnlab_stage_checkpoint", stage_checkpoint, replace=True)
     OmegaConf.register_new_resolver("fcnlab_rank_suffix", rank_suffix, replace=True)
+    OmegaConf.register_new_resolver("fcnlab_num_classes", count_classes, replace=True)
 
 
 def quiet_known_messages() -> None:

@@ -110,7 +110,14 @@ def check_sample(sample: Sample, level: str = "headers") -> None:
             width, height = img.size
     except (OSError, ValueError, SyntaxError) as e:
         raise unreadable_image(sample.image, e) from None
-    if sample.mask.suffix == ".mat":
+    if sample.coding is not None:  # a folder dataset's mask: its mode must be one the coding decodes
+        try:
+            with Image.open(sample.mask) as png:
+                mode, mask_hw = png.mode, png.size[::-1]
+        except (OSError, ValueError, SyntaxError) as e:
+            raise unreadable_mask(sample.mask, e) from None
+        sample.coding.check_mode(sample.mask, mode)
+    elif sample.mask.suffix == ".mat":
         mask_hw = mat_labels_shape(sample.mask) or tuple(load_mask(sample.mask).shape)
     else:
         try:

@@ -118,21 +118,27 @@ class SegmentationDataModule(L.LightningDataModule):
 
             synthetic.generate(self.root, synthetic.SyntheticConfig(**self.generate))
 
+    def split_samples(self) -> tuple[list[Sample], list[Sample]]:
+        """(train, val) samples of the whole protocol (before ``limit_train`` / ``limit_val``)."""
+        train, val, _ = protocol_samples(self.root, self.protocol)
+        return train, val
+
+    def split_names(self) -> dict[str, str]:
+        """The file names (without .txt) the train and val id lists get in ``split_dir``."""
+        if self.protocol == "seg11valid":
+            return {"train": "sbd_train", "val": "seg11valid"}
+        return {"train": "train_aug", "val": "val"}
+
     def setup(self, stage: str | None = None) -> None:
         if self.val_set is not None:
             return
-        train, val, _ = protocol_samples(self.root, self.protocol)
+        train, val = self.split_samples()
         train, val = train[: self.limit_train], val[: self.limit_val]
         check_samples(val if stage in ("validate", "test") else [*train, *val], self.check)  # eval: val only
         ids = {"train": [s.id for s in train], "val": [s.id for s in val]}  # the lists actually used
         if self.split_dir is not None:
             self.split_dir.mkdir(parents=True, exist_ok=True)
-            names = (
-                {"train": "sbd_train", "val": "seg11valid"}
-                if self.protocol == "seg11valid"
-                else {"train": "train_aug", "val": "val"}
-            )
-            for key, name in names.items():
+            for key, name in self.split_names().items():
                 (self.split_dir / f"{name}.txt").write_text("\n".join(ids[key]) + "\n")
         tf = train_transform(self.crop_size, self.scale_range, self.hflip, self.input_space)
         self.train_set = SegmentationDataset(train, tf)

@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 
 from fcnlab.data.classes import NUM_CLASSES, VOID, voc_palette
+from fcnlab.data.labels import MaskCoding, report_unknown_once
 from fcnlab.data.voc import Sample
 from fcnlab.errors import FCNLabError
 
@@ -160,8 +161,31 @@ def size_mismatch(sample: Sample, image_hw: tuple[int, int], mask_hw: tuple[int,
     return FCNLabError(message)
 
 
+def read_folder_mask(path: Path, coding: MaskCoding) -> tuple[np.ndarray, dict]:
+    """A folder dataset's mask decoded by ``coding``: (H, W) uint8 labels, ``{unlisted colour: pixels}``."""
+    try:
+        with Image.open(path) as png:
+            coding.check_mode(path, png.mode)
+            png.load()
+            pixels = np.asarray(png)
+    except FCNLabError:
+        raise
+    except (OSError, ValueError, SyntaxError) as e:
+        raise unreadable_mask(path, e) from None
+    return coding.decode(path, pixels)
+
+
+def load_folder_mask(path: Path, coding: MaskCoding) -> torch.Tensor:
+    """(H, W) uint8 labels of a folder dataset's mask; unlisted RGB colours are void (logged once)."""
+    labels, unknown = read_folder_mask(path, coding)
+    report_unknown_once(path, unknown, coding.classes_file)
+    return torch.from_numpy(labels)
+
+
 def load_sample(sample: Sample) -> tuple[torch.Tensor, torch.Tensor]:
-    image, mask = load_image(sample.image), load_mask(sample.mask)
+    """(3, H, W) uint8 image and (H, W) int64 labels (0..K-1, 255 void) of a VOC, SBD or folder sample."""
+    image = load_image(sample.image)
+    mask = load_mask(sample.mask) if sample.coding is None else load_folder_mask(sample.mask, sample.coding)
     if image.shape[-2:] != mask.shape:
         raise size_mismatch(sample, tuple(image.shape[-2:]), tuple(mask.shape))
     return image, mask

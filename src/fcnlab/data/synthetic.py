@@ -26,7 +26,7 @@ import shutil
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -172,14 +172,60 @@ def _build(cfg: SyntheticConfig, out: Path, workers: int) -> None:
             _write_object(job)
 
 
-def generate(root: str | os.PathLike, cfg: SyntheticConfig | None = None, workers: int | None = None) -> Path:
+LAYOUTS = ("voc", "folder")
+
+
+def _generate_folder(root: Path, cfg: SyntheticConfig, workers: int | None) -> Path:
+    """The seg11valid protocol of the generated VOC/SBD tree, written in the folder layout at ``root``.
+
+    Train: the SBD train images and labels; val: seg11valid (with VOC's void band); no
+    classification set (pretraining reads the VOC-layout tree).
+    """
+    from fcnlab.data.convert import convert_voc  # imported here: only this layout needs it
+
+    record = {"config": asdict(cfg), "version": GENERATOR_VERSION, "layout": "folder"}
+    manifest = root / MANIFEST
+    if manifest.is_file() and json.loads(manifest.read_text()) == record:
+        return root
+    if root.exists() and any(root.iterdir()):
+        raise FCNLabError(
+            f"{root} exists and is not empty (or holds a dataset of other settings); "
+            "delete it or choose a new folder"
+        )
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.voc-", dir=root.parent))
+    try:
+        _build(
+            replace(cfg, classification_train=0, classification_val=0),
+            tmp,
+            workers or min(4, os.cpu_count() or 1),
+        )
+        (tmp / MANIFEST).write_text(json.dumps({"config": asdict(cfg), "version": GENERATOR_VERSION}))
+        convert_voc(tmp, root, "seg11valid", list(SHAPES_CLASSES), manifest=record)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return root
+
+
+def generate(
+    root: str | os.PathLike,
+    cfg: SyntheticConfig | None = None,
+    workers: int | None = None,
+    layout: str = "voc",
+) -> Path:
     """Write the dataset under ``root`` unless the same settings are there already; returns ``root``.
 
-    Built in a temporary sibling folder and renamed into place at the end, so an interrupted run
-    never leaves a folder that looks complete (the manifest is the last file written).
+    ``layout``: ``voc`` (VOC2011 + SBD as they unpack, the classification set) or ``folder`` (the
+    seg11valid protocol's images and masks in :mod:`fcnlab.data.folder`'s layout, ``classes.txt``
+    with VOC's colours). Built in a temporary sibling folder and renamed into place at the end, so
+    an interrupted run never leaves a folder that looks complete (the manifest is the last file written).
     """
     cfg = cfg or SyntheticConfig()
     root = Path(root)
+    if layout not in LAYOUTS:
+        raise FCNLabError(f"layout {layout!r}: use voc or folder")
+    if layout == "folder":
+        return _generate_folder(root, cfg, workers)
     if min(cfg.classification_train, cfg.classification_val) < 20:
         raise FCNLabError("data.generate.classification_train and _val must be >= 20 (one image per class)")
     if not 0 <= cfg.voc_val_in_sbd_train <= min(cfg.voc_val, cfg.sbd_train) or cfg.min_size > cfg.max_size:

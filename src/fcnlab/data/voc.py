@@ -24,8 +24,12 @@ from collections import Counter
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fcnlab.errors import FCNLabError
+
+if TYPE_CHECKING:
+    from fcnlab.data.labels import MaskCoding
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +43,16 @@ EXPECTED_LAYOUT = (
 
 @dataclass(frozen=True)
 class Sample:
-    """One image id with the files holding its pixels and its labels."""
+    """One image id with the files holding its pixels and its labels.
+
+    ``coding``: how a folder dataset's mask codes the classes (:mod:`fcnlab.data.labels`); None for
+    VOC/SBD's palette PNGs and ``.mat`` files.
+    """
 
     id: str
     image: Path
     mask: Path
+    coding: MaskCoding | None = None
 
 
 def voc_dir(root: Path, year: str) -> Path | None:

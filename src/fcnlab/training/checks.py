@@ -117,6 +117,19 @@ def check_config(cfg: DictConfig) -> None:
             f"model.num_classes={cfg.model.num_classes} but the data has {cfg.data.num_classes} "
             "classes; drop the override or set data.num_classes"
         )
+    if str(cfg.data.get("_target_", "")).endswith(".FolderDataModule"):  # before any pretraining
+        from fcnlab.data.folder import require_usable
+
+        require_usable(cfg.data.root, cfg.data.void_index, cfg.data.reduce_zero_label)
+    weights = OmegaConf.select(cfg, "loss.class_weights", default=None)
+    if weights is not None and cfg.data.num_classes is not None:
+        from fcnlab.data.class_weights import MEDIAN_FREQUENCY, check_weight_list, resolve_class_weights
+
+        if isinstance(weights, str) and weights != MEDIAN_FREQUENCY:
+            resolve_class_weights(weights, cfg.data.num_classes)  # the one-line error
+        elif not isinstance(weights, str):
+            value = OmegaConf.to_container(weights) if OmegaConf.is_config(weights) else weights
+            check_weight_list(value, cfg.data.num_classes)
     if cfg.get("resume") not in ("auto", "never"):
         raise FCNLabError(f"resume={cfg.get('resume')}: use auto (continue a killed run in its dir) or never")
     for key in ("init_from", "ckpt_path"):

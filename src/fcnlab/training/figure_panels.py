@@ -30,7 +30,7 @@ from fcnlab.atomic import atomic_path, write_json
 from fcnlab.data.classes import class_palette
 from fcnlab.data.loading import load_sample
 from fcnlab.data.transforms import eval_transform
-from fcnlab.data.voc import Sample, protocol_samples
+from fcnlab.data.voc import Sample
 
 if TYPE_CHECKING:
     from fcnlab.data.datamodule import SegmentationDataModule
@@ -41,9 +41,8 @@ NUM_IMAGES = 4
 CANDIDATES = 40
 
 
-def figure_samples(root: str | Path, protocol: str, num_images: int = NUM_IMAGES) -> list[Sample]:
-    """The validation samples every job of a sweep draws its panels on (see the module's doc)."""
-    _, val, _ = protocol_samples(root, protocol)
+def pick_figure_samples(val: list[Sample], num_images: int = NUM_IMAGES) -> list[Sample]:
+    """Of a validation split's first :data:`CANDIDATES` samples, the ``num_images`` with the most classes."""
     candidates = val[:CANDIDATES]
     classes = [len(np.unique(load_sample(s)[1].numpy())) for s in candidates]
     order = sorted(range(len(candidates)), key=lambda i: -classes[i])  # stable: ties keep split order
@@ -74,7 +73,7 @@ def write_figure_panels(
     """
     out_dir = Path(job_dir) / FIGURE4_DIR
     palette = class_palette(module.class_colors, len(module.class_names))[:256]  # 8-bit panels
-    samples = figure_samples(datamodule.root, datamodule.protocol, num_images)
+    samples = pick_figure_samples(datamodule.split_samples()[1], num_images)  # any layout
     device = next(module.parameters()).device
     was_training = module.training
     module.eval()

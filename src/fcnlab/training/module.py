@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torchmetrics.classification import MulticlassConfusionMatrix
 
+from fcnlab.data.class_weights import MEDIAN_FREQUENCY, check_weight_list, resolve_class_weights
 from fcnlab.data.classes import VOC_CLASSES, VOID, check_class_colors, metric_keys
 from fcnlab.data.input_space import get_input_space
 from fcnlab.data.sampling import EPOCH_STRIDE
@@ -46,6 +47,7 @@ class FCNModule(L.LightningModule):
         class_colors: list | None = None,
         seed: int = 0,
         input_space: str | dict | None = None,
+        class_weights: list[float] | str | None = None,
     ) -> None:
         super().__init__()
         self.input_space = get_input_space(input_space)
@@ -58,6 +60,12 @@ class FCNModule(L.LightningModule):
         self.class_names = list(class_names or [str(i) for i in range(num_classes)])
         self.class_colors = check_class_colors(class_colors, self.class_names, "class_colors")
         self.hparams["class_colors"] = self.class_colors  # plain lists: readable in hparams.yaml
+        # loss.class_weights: a list now, or median_frequency resolved in setup() from the train masks
+        self.register_buffer("loss_weight", None, persistent=False)
+        if class_weights is not None and not isinstance(class_weights, str):
+            self.loss_weight = torch.tensor(check_weight_list(class_weights, num_classes))
+        elif class_weights not in (None, MEDIAN_FREQUENCY):
+            resolve_class_weights(class_weights, num_classes)  # the one-line error
         self.val_confusion = MulticlassConfusionMatrix(num_classes, ignore_index=VOID, validate_args=False)
         self.last_scores: SegmentationScores | None = None
         self.last_confusion: torch.Tensor | None = None
@@ -67,9 +75,31 @@ class FCNModule(L.LightningModule):
 
     def loss(self, logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         reduction = "mean" if self.loss_normalize else "sum"
-        if not (masks != VOID).any():  # a crop of void only: no signal, and "mean" would be nan
+        labelled = masks != VOID
+        if not labelled.any():  # a crop of void only: no signal, and "mean" would be nan
             return logits.sum() * 0.0
-        return F.cross_entropy(logits, masks, ignore_index=VOID, reduction=reduction)
+        weight = self.loss_weight
+        if weight is not None and reduction == "mean" and not weight[masks[labelled]].sum() > 0:
+            return logits.sum() * 0.0  # only classes of weight 0 in this batch
+        return F.cross_entropy(logits, masks, weight=weight, ignore_index=VOID, reduction=reduction)
+
+    def setup(self, stage: str) -> None:
+        """``loss.class_weights=median_frequency``: computed (or read from the cache) once data is set up."""
+        if self.hparams.get("class_weights") != MEDIAN_FREQUENCY or self.loss_weight is not None:
+            return
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if stage != "fit" or datamodule is None or datamodule.train_set is None:
+            return  # validation alone: the loss is not what is scored
+        weights = resolve_class_weights(
+            MEDIAN_FREQUENCY,
+            self.model.num_classes,
+            datamodule.train_set.samples,
+            self.class_names,
+            cache_dir=datamodule.root,
+            verbose=self.trainer.is_global_zero,
+        )
+        self.loss_weight = torch.tensor(weights, device=self.device)
+        self.hparams["class_weights"] = weights  # checkpoints hold the weights trained with
 
     def on_fit_start(self) -> None:
         trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)

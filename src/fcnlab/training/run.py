@@ -162,6 +162,12 @@ def _train_in(cfg: DictConfig, out_dir: Path, start: float) -> dict:
     return results
 
 
+def class_weights_option(cfg: DictConfig) -> list[float] | str | None:
+    """``loss.class_weights`` as FCNModule takes it (a list, ``median_frequency`` or None)."""
+    value = OmegaConf.select(cfg, "loss.class_weights", default=None)
+    return OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
+
+
 def build_module(cfg: DictConfig):
     """The datamodule and the ``FCNModule`` (initialised from ``init_from`` if given), in the input
     space ``input_space`` resolves to for these weights."""
@@ -189,6 +195,7 @@ def build_module(cfg: DictConfig):
         class_colors=datamodule.class_colors,
         seed=cfg.seed,
         input_space=space.as_dict(),
+        class_weights=class_weights_option(cfg),
     )
     if not any(p.requires_grad for p in module.model.parameters()):
         raise FCNLabError(f"model.freeze_backbone=true leaves {cfg.model.name} nothing to train")
