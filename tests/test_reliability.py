@@ -578,7 +578,25 @@ def r88_model_name_on_an_fcnlab_checkpoint(data: Path, tmp: Path) -> str:
     return message_of(lambda: load_module(str(ckpt), name="fcn8s_atonce"))
 
 
-CASES = {name.split("_")[0].upper(): fn for name, fn in dict(globals()).items() if re.match(r"r\d\d_", name)}
+def r160_reproduce_table2_no_seeds(data: Path, tmp: Path) -> str:
+    from fcnlab.reporting.sweep_pick import pick_sweep
+
+    return message_of(lambda: pick_sweep(tmp / "runs", 0, "abcd1234"))  # make reproduce-table2 SEEDS=0
+
+
+def r161_report_without_sweep_dir(data: Path, tmp: Path) -> str:
+    import contextlib
+    import io
+
+    from fcnlab.cli.report import main as report_main
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), pytest.raises(SystemExit):
+        report_main([])
+    return err.getvalue().strip().removeprefix("error: ")
+
+
+CASES = {name.split("_")[0].upper(): fn for name, fn in dict(globals()).items() if re.match(r"r\d+_", name)}
 
 
 @pytest.fixture
