@@ -17,7 +17,7 @@ PEERS  := $(VENV)/.peers-torchfcn-1.9.7
 VOC    ?=
 WEIGHTS ?=
 
-.PHONY: help install peers test test-fast lint reproduce-table2 report bench verify-voc gpu-check clean
+.PHONY: help install peers test test-fast lint reproduce-table2 report bench table2-profile verify-voc gpu-check clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -63,6 +63,9 @@ report: $(STAMP)  ## rebuild results/table2.* from the current sweep (or SWEEP_D
 
 bench: $(PEERS)  ## FCN-32s/16s/8s vs torchfcn and this CPU's peak -> results/bench.json (BENCH_ARGS=--quick)
 	$(VENV)/bin/fcnlab-bench $(BENCH_ARGS)
+
+table2-profile: $(STAMP)  ## one Table 2 row run for real, its wall time per stage -> results/table2_profile.json (PROFILE_ARGS="--model fcn8s --epochs 2")
+	$(VENV)/bin/fcnlab-bench --table2-profile $(PROFILE_ARGS)
 
 verify-voc: $(STAMP)  ## the release's nets on your seg11valid vs their published scores: make verify-voc VOC=/data/voc [WEIGHTS=dir]
 	@test -n "$(VOC)" || { echo "error: VOC= is empty; make verify-voc VOC=/path/holding/VOCdevkit_and_benchmark_RELEASE"; exit 2; }

@@ -13,11 +13,11 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import torch
 
 from fcnlab.bench import measure, pipeline, report
+from fcnlab.bench.measure import cpu_model
 from fcnlab.bench.peers import VERSION, import_torchfcn
 from fcnlab.runinfo import git_sha, hardware, versions
 
@@ -51,19 +51,6 @@ def row_specs(args: argparse.Namespace, with_peers: bool) -> list[dict]:
                 group.insert(0, peer)
             specs += [{**spec, **common, "height": h, "width": w} for spec in group]
     return specs
-
-
-def cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo (Linux), else the platform's processor string."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or platform.machine()
 
 
 def measure_rows(args: argparse.Namespace, with_peers: bool) -> tuple[list[dict], list[str]]:
