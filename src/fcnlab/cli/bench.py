@@ -41,7 +41,9 @@ def _size(text: str) -> tuple[int, int]:
 
 def _parser() -> _Parser:
     p = _Parser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="2 forward reps, 1 train rep, first size only")
+    p.add_argument(
+        "--quick", action="store_true", help="2 runs of 2 forward reps and 1 train rep, first size only"
+    )
     p.add_argument("--models", nargs="+", default=["fcn32s", "fcn16s", "fcn8s"], metavar="NAME")
     p.add_argument(
         "--geometries", nargs="+", default=["faithful", "efficient"], choices=["faithful", "efficient"]
@@ -55,8 +57,19 @@ def _parser() -> _Parser:
         metavar="NAME",
         help="models also measured in torchfcn (none: --peers with no name)",
     )
-    p.add_argument("--forward-reps", type=int, default=None, help="default 5 (quick: 2)")
-    p.add_argument("--train-reps", type=int, default=None, help="default 5 (quick: 1)")
+    p.add_argument("--repeats", type=int, default=None, help="runs per row, interleaved (default 3, quick 2)")
+    p.add_argument(
+        "--forward-reps", type=int, default=None, help="timed forwards per run (default 3, quick 2)"
+    )
+    p.add_argument(
+        "--train-reps", type=int, default=None, help="timed train steps per run (default 2, quick 1)"
+    )
+    p.add_argument(
+        "--max-spread",
+        type=float,
+        default=0.10,
+        help="a row whose runs spread more than this ((max-min)/median) is flagged unreliable",
+    )
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--channels-last", action="store_true", help="models and inputs in NHWC")
     p.add_argument("--compile", action="store_true", help="torch.compile the models (compile time untimed)")
@@ -124,8 +137,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error("--device cuda, but torch sees no CUDA device here")
     if args.quick:
         args.sizes = args.sizes[:1]
-    args.forward_reps = args.forward_reps or (2 if args.quick else 5)
-    args.train_reps = args.train_reps or (1 if args.quick else 5)
+    for name in ("repeats", "forward_reps", "train_reps"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            p.error(f"--{name.replace('_', '-')} {value}: must be at least 1")
+    args.repeats = args.repeats or (2 if args.quick else 3)
+    args.forward_reps = args.forward_reps or (2 if args.quick else 3)
+    args.train_reps = args.train_reps or (1 if args.quick else 2)
     return args
 
 
