@@ -14,8 +14,6 @@ import argparse
 import sys
 from pathlib import Path
 
-import fcnlab
-from fcnlab.config import CONF_DIR, SWEEPS_DIR
 from fcnlab.errors import exit_on_user_error
 from fcnlab.reporting.build import build_report
 from fcnlab.reporting.sweep_pick import code_fingerprint, pick_sweep
@@ -44,6 +42,9 @@ def main(argv: list[str] | None = None) -> None:
     pick.add_argument("--runs-dir", type=Path, default=Path("results/runs"), help="where the sweeps live")
     args = parser.parse_args(argv)
     if args.pick_sweep:
+        import fcnlab
+        from fcnlab.config import CONF_DIR, SWEEPS_DIR  # late: a report needs no Hydra
+
         with exit_on_user_error():
             fingerprint = code_fingerprint([Path(fcnlab.__file__).parent, CONF_DIR, SWEEPS_DIR])
             print(pick_sweep(args.runs_dir, args.seeds, fingerprint, fresh=args.fresh))
