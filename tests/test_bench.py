@@ -301,7 +301,7 @@ def test_targets_pass_fail_unreliable_from_side_by_side_runs():
     checks = targets_of(runs)
     assert checks["faithful forward <= 0.8x torchfcn"]["status"] == "pass"
     assert checks["faithful forward <= 0.8x torchfcn"]["value"] == pytest.approx(0.701)
-    assert checks["faithful train step <= 0.8x torchfcn"]["status"] == "fail"  # 2411/3000 > 0.8 in every round
+    assert checks["faithful train step <= 0.8x torchfcn"]["status"] == "fail"  # 2411/3000 > 0.8 each round
     forward_8s = checks["efficient FCN-8s forward <= 0.4x torchfcn"]
     assert forward_8s["status"] == "unreliable" and "both sides of the limit" in forward_8s["detail"]
     assert checks["efficient FCN-8s train step <= 0.45x torchfcn"]["status"] == "pass"  # 1300/3000
