@@ -4,7 +4,12 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 SEEDS  ?= 1
-SWEEP_DIR ?= results/runs/table2_$(shell date +%Y%m%d_%H%M%S)
+# Empty: the folder for this code and SEEDS (fcnlab-report --pick-sweep), so running the same command
+# again resumes it; FRESH=1 starts a new one. A given SWEEP_DIR is used as it is.
+SWEEP_DIR ?=
+FRESH  ?=
+RUNS_DIR ?= results/runs
+PICK_SWEEP = $(if $(SWEEP_DIR),echo "$(SWEEP_DIR)",$(VENV)/bin/fcnlab-report --pick-sweep --seeds $(SEEDS) --runs-dir "$(RUNS_DIR)" $(1))
 SEED_LIST := $(shell seq -s, 0 $$(( $(SEEDS) - 1 )))
 # torchfcn 1.9.7, the peer implementation: make test compares fcnlab with it on the same weights
 # (never skipped under CI=true), make bench times both. --no-deps: its own pins are for old torch.
@@ -12,7 +17,7 @@ PEERS  := $(VENV)/.peers-torchfcn-1.9.7
 VOC    ?=
 WEIGHTS ?=
 
-.PHONY: help install peers test test-fast lint reproduce-table2 report bench verify-voc gpu-check clean
+.PHONY: help install peers test test-fast lint reproduce-table2 report bench table2-profile verify-voc gpu-check clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,22 +45,27 @@ test: lint $(PEERS)  ## lint, then the whole test suite (slow end-to-end tests a
 test-fast: $(STAMP)  ## the test suite without the slow end-to-end runs
 	$(PY) -m pytest -m "not slow"
 
-reproduce-table2: $(STAMP)  ## Table 2 on the embedded default (SEEDS=3 for mean ± std); see results/table2.md
+reproduce-table2: $(STAMP)  ## Table 2 on the embedded default (SEEDS=3 for mean ± std; run again to resume, FRESH=1 to start over)
 	@set -u; t0=$$(date +%s); \
+	dir=$$($(call PICK_SWEEP,$(if $(filter-out 0 no false,$(FRESH)),--fresh))) || exit $$?; \
+	echo "== sweep folder: $$dir (the same command again resumes it; FRESH=1 starts a new one)"; \
 	$(VENV)/bin/fcnlab-train --config-name table2 pretrain_only=true task_name=pretrain init_from=null || exit $$?; \
 	t1=$$(date +%s); echo "== pretrain (data + backbone): $$((t1 - t0)) s"; \
-	$(VENV)/bin/fcnlab-train -m --config-name table2 "seed=$(SEED_LIST)" hydra.sweep.dir=$(SWEEP_DIR); sweep=$$?; \
+	$(VENV)/bin/fcnlab-train -m --config-name table2 "seed=$(SEED_LIST)" "hydra.sweep.dir=$$dir"; sweep=$$?; \
 	t2=$$(date +%s); echo "== sweep (all rows): $$((t2 - t1)) s"; \
-	$(VENV)/bin/fcnlab-report $(SWEEP_DIR) --out results \
-	  --note "Wall time: pretrain $$((t1 - t0)) s, sweep $$((t2 - t1)) s (make reproduce-table2 SEEDS=$(SEEDS))."; \
+	$(VENV)/bin/fcnlab-report "$$dir" --out results \
+	  --note "Wall time of this make run: pretrain $$((t1 - t0)) s, sweep $$((t2 - t1)) s (make reproduce-table2 SEEDS=$(SEEDS); rows finished by an earlier run are skipped, not counted)."; \
 	report=$$?; echo "== report: $$(( $$(date +%s) - t2 )) s; total $$(( $$(date +%s) - t0 )) s"; \
 	exit $$(( sweep || report ))
 
-report: $(STAMP)  ## rebuild results/table2.* from a finished sweep: make report SWEEP_DIR=results/runs/...
-	$(VENV)/bin/fcnlab-report $(SWEEP_DIR) --out results
+report: $(STAMP)  ## rebuild results/table2.* from the current sweep (or SWEEP_DIR=results/runs/...)
+	@dir=$$($(call PICK_SWEEP,)) || exit $$?; $(VENV)/bin/fcnlab-report "$$dir" --out results
 
 bench: $(PEERS)  ## FCN-32s/16s/8s vs torchfcn and this CPU's peak -> results/bench.json (BENCH_ARGS=--quick)
 	$(VENV)/bin/fcnlab-bench $(BENCH_ARGS)
+
+table2-profile: $(STAMP)  ## one Table 2 row run for real, its wall time per stage -> results/table2_profile.json (PROFILE_ARGS="--model fcn8s --epochs 2")
+	$(VENV)/bin/fcnlab-bench --table2-profile $(PROFILE_ARGS)
 
 verify-voc: $(STAMP)  ## the release's nets on your seg11valid vs their published scores: make verify-voc VOC=/data/voc [WEIGHTS=dir]
 	@test -n "$(VOC)" || { echo "error: VOC= is empty; make verify-voc VOC=/path/holding/VOCdevkit_and_benchmark_RELEASE"; exit 2; }

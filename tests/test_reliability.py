@@ -775,9 +775,25 @@ def r136_report_of_runs_on_other_classes(data: Path, tmp: Path) -> str:
     return message_of(lambda: build_report(tmp / "sweep", tmp / "report"))
 
 
-CASES = {
-    name.split("_")[0].upper(): fn for name, fn in dict(globals()).items() if re.match(r"r\d{2,3}_", name)
-}
+def r160_reproduce_table2_no_seeds(data: Path, tmp: Path) -> str:
+    from fcnlab.reporting.sweep_pick import pick_sweep
+
+    return message_of(lambda: pick_sweep(tmp / "runs", 0, "abcd1234"))  # make reproduce-table2 SEEDS=0
+
+
+def r161_report_without_sweep_dir(data: Path, tmp: Path) -> str:
+    import contextlib
+    import io
+
+    from fcnlab.cli.report import main as report_main
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), pytest.raises(SystemExit):
+        report_main([])
+    return err.getvalue().strip().removeprefix("error: ")
+
+
+CASES = {name.split("_")[0].upper(): fn for name, fn in dict(globals()).items() if re.match(r"r\d+_", name)}
 
 
 @pytest.fixture

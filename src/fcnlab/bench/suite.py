@@ -1,4 +1,5 @@
-"""One ``fcnlab-bench`` run: the peak before and after, each row in its own process, the default run.
+"""One ``fcnlab-bench`` run: the peak before and after, each row repeated, interleaved with the other
+implementations of its model and size, each run in its own process; then the default run.
 
 :func:`run` returns the ``results/bench.json`` record; :func:`summary_lines` is what ``make bench``
 prints after the progress lines. The command line is :mod:`fcnlab.cli.bench`.
@@ -13,11 +14,11 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import torch
 
-from fcnlab.bench import measure, pipeline, report
+from fcnlab.bench import aggregate, measure, peak, pipeline, report
+from fcnlab.bench.measure import cpu_model
 from fcnlab.bench.peers import VERSION, import_torchfcn
 from fcnlab.runinfo import git_sha, hardware, versions
 
@@ -35,11 +36,11 @@ def run_child(spec: dict, mmap_threshold: int | None = None) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def row_specs(args: argparse.Namespace, with_peers: bool) -> list[dict]:
-    """Rows in measuring order: per size and model, torchfcn's right before fcnlab's two geometries."""
+def row_groups(args: argparse.Namespace, with_peers: bool) -> list[list[dict]]:
+    """Rows measured side by side: per size and model, torchfcn's and fcnlab's geometries."""
     common = {k: getattr(args, k) for k in ("forward_reps", "train_reps", "threads", "compile", "bf16")}
     common.update(channels_last=args.channels_last, device=args.device)
-    specs = []
+    groups = []
     for h, w in args.sizes:
         for model in args.models:
             group = [
@@ -49,51 +50,57 @@ def row_specs(args: argparse.Namespace, with_peers: bool) -> list[dict]:
             if with_peers and model in args.peers:
                 peer = {"impl": "torchfcn", "model": model, "geometry": "faithful", "backbone": "vgg16"}
                 group.insert(0, peer)
-            specs += [{**spec, **common, "height": h, "width": w} for spec in group]
-    return specs
+            groups.append([{**spec, **common, "height": h, "width": w} for spec in group])
+    return groups
 
 
-def cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo (Linux), else the platform's processor string."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
+def row_specs(args: argparse.Namespace, with_peers: bool) -> list[dict]:
+    """Every row once, in the order of :func:`row_groups`."""
+    return [spec for group in row_groups(args, with_peers) for spec in group]
 
-    return platform.processor() or platform.machine()
+
+def interleaved(group: list[dict], repeats: int) -> list[tuple[int, dict]]:
+    """(round, spec) in measuring order: the group ``repeats`` times, every other one reversed (ABC CBA)."""
+    return [(r, spec) for r in range(repeats) for spec in (group if r % 2 == 0 else group[::-1])]
 
 
 def measure_rows(args: argparse.Namespace, with_peers: bool) -> tuple[list[dict], list[str]]:
-    """(rows, errors): every row of :func:`row_specs`, a progress line each; a failed row is an error."""
-    rows, errors = [], []
-    for spec in row_specs(args, with_peers):
-        name = f"{spec['impl']} {spec['model']} {spec['geometry']} {spec['height']}x{spec['width']}"
-        t0 = time.perf_counter()
-        try:
-            row = run_child(spec, args.mmap_threshold)
-        except RuntimeError as e:
-            print(f"  {name}: failed ({e})", flush=True)
-            errors.append(f"{name}: {e}")
-            continue
-        rows.append(row)
-        print(
-            f"  {name}: forward {row['forward_ms']:.0f} ms, train step {row['train_step_ms']:.0f} ms, "
-            f"peak RSS {row['peak_rss_mib']:.0f} MiB ({time.perf_counter() - t0:.0f} s)",
-            flush=True,
-        )
-    return rows, errors
+    """(runs, errors): every row of :func:`row_groups` ``args.repeats`` times, interleaved within its
+    group, a progress line each; a failed run is an error."""
+    runs, errors = [], []
+    for group in row_groups(args, with_peers):
+        for round_, spec in interleaved(group, args.repeats):
+            name = f"{spec['impl']} {spec['model']} {spec['geometry']} {spec['height']}x{spec['width']}"
+            t0 = time.perf_counter()
+            try:
+                run = run_child(spec, args.mmap_threshold)
+            except RuntimeError as e:
+                print(f"  [{round_ + 1}/{args.repeats}] {name}: failed ({e})", flush=True)
+                errors.append(f"{name} (round {round_ + 1}): {e}")
+                continue
+            runs.append({**run, "round": round_})
+            print(
+                f"  [{round_ + 1}/{args.repeats}] {name}: forward {run['forward_ms']:.0f} ms, train step "
+                f"{run['train_step_ms']:.0f} ms, peak RSS {run['peak_rss_mib']:.0f} MiB "
+                f"({time.perf_counter() - t0:.0f} s)",
+                flush=True,
+            )
+    return runs, errors
 
 
-def _peaks(peaks: list[dict]) -> dict:
+def _peaks(peaks: list[dict], probes: list[dict]) -> dict:
+    """The classic probe (conv4, matmul) and the net-shape probe, each the best of its runs."""
     best = max(peaks, key=lambda p: p["peak_conv3x3_gflops"])  # contention only ever lowers a peak
+    shapes = max(probes, key=lambda p: p["peak_probe_gflops"])
+    if best["peak_conv3x3_gflops"] > shapes["peak_probe_gflops"]:
+        shapes = {**shapes, "peak_probe_gflops": best["peak_conv3x3_gflops"]}
+        shapes["peak_probe_shape"] = best["peak_conv3x3_shape"]
     return {
         **best,
+        **shapes,
         "peak_matmul_gflops": max(p["peak_matmul_gflops"] for p in peaks),
         "peak_runs": [{k: p[k] for k in ("peak_conv3x3_gflops", "peak_matmul_gflops")} for p in peaks],
-        "peak_reference": "peak_conv3x3_gflops, the higher of the runs before and after the rows",
+        "peak_probe_runs": [p["peak_probe_gflops"] for p in probes],
     }
 
 
@@ -115,14 +122,30 @@ def run(args: argparse.Namespace) -> dict:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     peak_reps = 2 if args.quick else 5
-    peaks = [measure.peak_gflops(device, peak_reps, args.quick, args.bf16)]
     torchfcn, why = import_torchfcn() if args.peers else (None, "no --peers asked for")
     if args.peers and torchfcn is None:
         print(f"torchfcn {VERSION} does not import ({why}); measuring fcnlab alone")
-    rows, errors = measure_rows(args, torchfcn is not None)
-    peaks.append(measure.peak_gflops(device, peak_reps, args.quick, args.bf16))
-    result = _peaks(peaks)
-    result["rows"] = report.add_derived(rows, result["peak_conv3x3_gflops"])
+    shapes = peak.net_conv_shapes(row_specs(args, False))
+
+    def probe() -> tuple[dict, dict]:
+        return (
+            measure.peak_gflops(device, peak_reps, args.quick, args.bf16),
+            peak.probe(shapes, device, 1 if args.quick else 3, args.bf16),
+        )
+
+    print(f"  peak: {len(shapes)} conv shapes of the nets, before the rows ...", flush=True)
+    before = probe()
+    runs, errors = measure_rows(args, torchfcn is not None)
+    print("  peak: again, after the rows ...", flush=True)
+    after = probe()
+    result = _peaks([before[0], after[0]], [before[1], after[1]])
+    rows = aggregate.aggregate(runs)
+    reference, source = aggregate.peak_reference(
+        rows, result["peak_probe_gflops"], result["peak_probe_shape"]
+    )
+    result.update(peak_reference_gflops=reference, peak_source=source, peak_gflops=reference)
+    result["rows"] = report.add_derived(rows, reference)
+    aggregate.flag_rows(result["rows"], result["peak_probe_gflops"], args.max_spread)
     result["torchfcn"] = {"version": VERSION, "available": torchfcn is not None, "why_not": why or None}
     if not args.no_pipeline:
         print("  default run: loader vs training step, metric cost ...", flush=True)
@@ -147,12 +170,17 @@ def summary_lines(result: dict, out: str) -> list[str]:
     m = result["machine"]
     lines = [
         "",
-        f"{m['cpu_model']}, {m['cores']} cores, torch {result['versions']['torch']}, "
+        f"CPU (lscpu Model name): {m['cpu_model']}, {m['cores']} cores, torch {result['versions']['torch']}, "
         f"{m['torch_threads']} threads; git {result['git_sha'][:12]}; 1-min load average "
         f"{m['load_average_1min']['start']:.1f} at start, {m['load_average_1min']['end']:.1f} at end",
-        f"peak: 3x3 conv {result['peak_conv3x3_gflops']:.0f} GFLOP/s ({result['peak_conv3x3_shape']}), "
-        f"matmul {result['peak_matmul_gflops']:.0f} GFLOP/s ({result['peak_matmul_shape']}); "
-        "% peak is against the conv",
+        f"each row: median of {result['settings']['repeats']} runs (own process each, interleaved with the "
+        f"other implementations of its model and size); spread = (max - min) / median of the runs",
+        f"peak {result['peak_reference_gflops']:.0f} GFLOP/s ({result['peak_source']}); the probe over the "
+        f"nets' {len(result['probe'])} conv shapes gave {result['peak_probe_gflops']:.0f} "
+        f"(runs: {', '.join(f'{v:.0f}' for v in result['peak_probe_runs'])}), the 3x3 conv "
+        f"{result['peak_conv3x3_shape']} {result['peak_conv3x3_gflops']:.0f}, matmul "
+        f"{result['peak_matmul_gflops']:.0f} ({result['peak_matmul_shape']}); % peak is against "
+        f"{result['peak_reference_gflops']:.0f}",
         "",
         *report.table_lines(result["rows"]),
         "",

@@ -2,6 +2,10 @@
 
 Works on any finished (or partly failed) sweep: a job without results is a failed row, not a crash.
 Reads files only (``fcnlab.reporting``): neither torch nor Lightning is imported.
+
+``fcnlab-report --pick-sweep --seeds N [--fresh]`` prints the folder ``make reproduce-table2`` sweeps
+into (:mod:`fcnlab.reporting.sweep_pick`): the same one for the same code and seed count, so a re-run
+resumes it.
 """
 
 from __future__ import annotations
@@ -12,13 +16,16 @@ from pathlib import Path
 
 from fcnlab.errors import exit_on_user_error
 from fcnlab.reporting.build import build_report
+from fcnlab.reporting.sweep_pick import code_fingerprint, pick_sweep
 
 __all__ = ["build_report", "main"]
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("sweep_dir", type=Path, help="a multirun sweep dir (holds one folder per job)")
+    parser.add_argument(
+        "sweep_dir", type=Path, nargs="?", help="a multirun sweep dir (holds one folder per job)"
+    )
     parser.add_argument("--out", type=Path, default=Path("results"), help="where table2.{md,csv} and PNGs go")
     parser.add_argument(
         "--note", action="append", default=[], help="an extra line for the report (repeatable)"
@@ -28,7 +35,26 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="also log table and figures as a wandb run in the sweep's group (offline: <sweep dir>/wandb)",
     )
+    pick = parser.add_argument_group("choosing make reproduce-table2's folder (prints it, builds nothing)")
+    pick.add_argument("--pick-sweep", action="store_true", help="print the sweep folder for this code")
+    pick.add_argument("--seeds", type=int, default=1, help="seeds of the sweep (make's SEEDS)")
+    pick.add_argument("--fresh", action="store_true", help="a new folder instead of the newest one")
+    pick.add_argument("--runs-dir", type=Path, default=Path("results/runs"), help="where the sweeps live")
     args = parser.parse_args(argv)
+    if args.pick_sweep:
+        import fcnlab
+        from fcnlab.config import CONF_DIR, SWEEPS_DIR  # late: a report needs no Hydra
+
+        with exit_on_user_error():
+            fingerprint = code_fingerprint([Path(fcnlab.__file__).parent, CONF_DIR, SWEEPS_DIR])
+            print(pick_sweep(args.runs_dir, args.seeds, fingerprint, fresh=args.fresh))
+        return
+    if args.sweep_dir is None:
+        print(
+            "error: fcnlab-report needs the sweep dir to report, e.g. fcnlab-report results/runs/<sweep>",
+            file=sys.stderr,
+        )
+        sys.exit(2)
     with exit_on_user_error():
         rows = build_report(args.sweep_dir, args.out, args.note)
     print((args.out / "table2.md").read_text())
