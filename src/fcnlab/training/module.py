@@ -19,6 +19,7 @@ from fcnlab.data.sampling import EPOCH_STRIDE
 from fcnlab.errors import FCNLabError
 from fcnlab.evaluation import SegmentationScores, segmentation_scores
 from fcnlab.models import create_model
+from fcnlab.models.inference import infer_logits, infer_settings
 from fcnlab.training.optim import build_optimizer, build_scheduler
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,9 @@ class FCNModule(L.LightningModule):
     and momentum 0.99 (and tiny learning rates); ``True`` averages over labelled pixels.
     ``input_space`` (a name or ``InputSpace.as_dict()``; None: torchvision) is the input the weights
     expect; it is saved with the hyperparameters, so every checkpoint says how to feed its net.
+    ``infer`` (an ``infer:`` config block; None: single-scale whole images) is how validation runs the
+    net (:func:`fcnlab.models.inference.infer_logits`); it is a setting of the run, not of the weights,
+    so it is not saved with them (``fcnlab-eval`` brings its own).
     """
 
     def __init__(
@@ -43,10 +47,12 @@ class FCNModule(L.LightningModule):
         class_names: list[str] | None = None,
         seed: int = 0,
         input_space: str | dict | None = None,
+        infer: dict | None = None,
     ) -> None:
         super().__init__()
         self.input_space = get_input_space(input_space)
-        self.save_hyperparameters(ignore=["optimizer", "scheduler", "input_space"])
+        self.infer = infer_settings(infer)
+        self.save_hyperparameters(ignore=["optimizer", "scheduler", "input_space", "infer"])
         self.hparams["input_space"] = self.input_space.as_dict()
         self.model = create_model(**model)
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
@@ -115,7 +121,7 @@ class FCNModule(L.LightningModule):
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         images, masks = batch
-        logits = self(images)
+        logits = infer_logits(self.model, images, self.infer)
         self.log("val/loss", self.loss(logits, masks), on_epoch=True, batch_size=len(images), sync_dist=True)
         self.val_confusion.update(logits.argmax(1), masks)
 
