@@ -36,6 +36,7 @@ from fcnlab.atomic import atomic_path, write_json
 from fcnlab.data.input_space import InputSpace
 from fcnlab.errors import FCNLabError, one_line
 from fcnlab.inference.inputs import normalize
+from fcnlab.models.inference import graph_note
 from fcnlab.runinfo import git_sha
 
 FORMATS = ("onnx",)
@@ -271,6 +272,7 @@ def _sidecar(cfg: DictConfig, module, target: Path, export: dict) -> dict:
             "std": list(space.std),
         },
         "output": {"name": OUTPUT_NAME, "shape": ["batch", model.num_classes, "height", "width"]},
+        "inference": graph_note(),
         "model": model.name,
         "geometry": hparams.get("geometry"),
         "backbone": hparams.get("backbone"),

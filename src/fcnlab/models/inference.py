@@ -194,3 +194,16 @@ def infer_logits(
         del probs
     assert total is not None
     return total.div_(len(settings.scales)).clamp_min_(torch.finfo(torch.float32).tiny).log_()
+
+
+def graph_note() -> dict:
+    """What an exported single-scale graph computes and leaves to its caller (an ONNX sidecar's
+    ``inference``)."""
+    return {
+        "graph": "single-scale: one pass over the whole input at its own size",
+        "output": "logits (not probabilities); argmax over classes gives the labels",
+        "test_time_augmentation": (
+            "none inside the graph; multi-scale, flip and sliding windows run around the net "
+            "(fcnlab.models.inference.infer_logits; fcnlab-predict infer=msflip on a checkpoint)"
+        ),
+    }
