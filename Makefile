@@ -4,6 +4,8 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 SEEDS  ?= 1
+TTA    ?= 0
+INFER  ?= msflip
 SWEEP_DIR ?= results/runs/table2_$(shell date +%Y%m%d_%H%M%S)
 SEED_LIST := $(shell seq -s, 0 $$(( $(SEEDS) - 1 )))
 # torchfcn 1.9.7, the peer implementation: make test compares fcnlab with it on the same weights
@@ -12,7 +14,7 @@ PEERS  := $(VENV)/.peers-torchfcn-1.9.7
 VOC    ?=
 WEIGHTS ?=
 
-.PHONY: help install peers test test-fast lint reproduce-table2 report bench verify-voc gpu-check clean
+.PHONY: help install peers test test-fast lint reproduce-table2 eval-tta report bench verify-voc gpu-check clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,16 +42,21 @@ test: lint $(PEERS)  ## lint, then the whole test suite (slow end-to-end tests a
 test-fast: $(STAMP)  ## the test suite without the slow end-to-end runs
 	$(PY) -m pytest -m "not slow"
 
-reproduce-table2: $(STAMP)  ## Table 2 on the embedded default (SEEDS=3 for mean ± std); see results/table2.md
+reproduce-table2: $(STAMP)  ## Table 2 on the embedded default (SEEDS=3 for mean ± std; TTA=1 adds an ms+flip column); see results/table2.md
 	@set -u; t0=$$(date +%s); \
 	$(VENV)/bin/fcnlab-train --config-name table2 pretrain_only=true task_name=pretrain init_from=null || exit $$?; \
 	t1=$$(date +%s); echo "== pretrain (data + backbone): $$((t1 - t0)) s"; \
 	$(VENV)/bin/fcnlab-train -m --config-name table2 "seed=$(SEED_LIST)" hydra.sweep.dir=$(SWEEP_DIR); sweep=$$?; \
-	t2=$$(date +%s); echo "== sweep (all rows): $$((t2 - t1)) s"; \
+	t2=$$(date +%s); echo "== sweep (all rows): $$((t2 - t1)) s"; tta=0; \
+	if [ "$(TTA)" = 1 ]; then $(VENV)/bin/fcnlab-eval sweep=$(SWEEP_DIR) infer=$(INFER); tta=$$?; \
+	  echo "== eval $(INFER) (no retraining): $$(( $$(date +%s) - t2 )) s"; fi; t3=$$(date +%s); \
 	$(VENV)/bin/fcnlab-report $(SWEEP_DIR) --out results \
 	  --note "Wall time: pretrain $$((t1 - t0)) s, sweep $$((t2 - t1)) s (make reproduce-table2 SEEDS=$(SEEDS))."; \
-	report=$$?; echo "== report: $$(( $$(date +%s) - t2 )) s; total $$(( $$(date +%s) - t0 )) s"; \
-	exit $$(( sweep || report ))
+	report=$$?; echo "== report: $$(( $$(date +%s) - t3 )) s; total $$(( $$(date +%s) - t0 )) s"; \
+	exit $$(( sweep || report || tta ))
+
+eval-tta: $(STAMP)  ## ms+flip mean IU of a finished sweep, no retraining: make eval-tta SWEEP_DIR=results/runs/... [INFER=msflip]
+	$(VENV)/bin/fcnlab-eval sweep=$(SWEEP_DIR) infer=$(INFER)
 
 report: $(STAMP)  ## rebuild results/table2.* from a finished sweep: make report SWEEP_DIR=results/runs/...
 	$(VENV)/bin/fcnlab-report $(SWEEP_DIR) --out results
