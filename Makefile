@@ -10,6 +10,8 @@ SWEEP_DIR ?=
 FRESH  ?=
 RUNS_DIR ?= results/runs
 PICK_SWEEP = $(if $(SWEEP_DIR),echo "$(SWEEP_DIR)",$(VENV)/bin/fcnlab-report --pick-sweep --seeds $(SEEDS) --runs-dir "$(RUNS_DIR)" $(1))
+TTA    ?= 0
+INFER  ?= msflip
 SEED_LIST := $(shell seq -s, 0 $$(( $(SEEDS) - 1 )))
 # torchfcn 1.9.7, the peer implementation: make test compares fcnlab with it on the same weights
 # (never skipped under CI=true), make bench times both. --no-deps: its own pins are for old torch.
@@ -17,7 +19,7 @@ PEERS  := $(VENV)/.peers-torchfcn-1.9.7
 VOC    ?=
 WEIGHTS ?=
 
-.PHONY: help install peers test test-fast lint reproduce-table2 report bench table2-profile verify-voc gpu-check clean
+.PHONY: help install peers test test-fast lint reproduce-table2 eval-tta report bench table2-profile verify-voc gpu-check clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -45,18 +47,23 @@ test: lint $(PEERS)  ## lint, then the whole test suite (slow end-to-end tests a
 test-fast: $(STAMP)  ## the test suite without the slow end-to-end runs
 	$(PY) -m pytest -m "not slow"
 
-reproduce-table2: $(STAMP)  ## Table 2 on the embedded default (SEEDS=3 for mean ± std; run again to resume, FRESH=1 to start over)
+reproduce-table2: $(STAMP)  ## Table 2 on the embedded default (SEEDS=3 for mean ± std, TTA=1 adds ms+flip; run again to resume, FRESH=1 to start over)
 	@set -u; t0=$$(date +%s); \
 	dir=$$($(call PICK_SWEEP,$(if $(filter-out 0 no false,$(FRESH)),--fresh))) || exit $$?; \
 	echo "== sweep folder: $$dir (the same command again resumes it; FRESH=1 starts a new one)"; \
 	$(VENV)/bin/fcnlab-train --config-name table2 pretrain_only=true task_name=pretrain init_from=null || exit $$?; \
 	t1=$$(date +%s); echo "== pretrain (data + backbone): $$((t1 - t0)) s"; \
 	$(VENV)/bin/fcnlab-train -m --config-name table2 "seed=$(SEED_LIST)" "hydra.sweep.dir=$$dir"; sweep=$$?; \
-	t2=$$(date +%s); echo "== sweep (all rows): $$((t2 - t1)) s"; \
+	t2=$$(date +%s); echo "== sweep (all rows): $$((t2 - t1)) s"; tta=0; \
+	if [ "$(TTA)" = 1 ]; then $(VENV)/bin/fcnlab-eval "sweep=$$dir" infer=$(INFER); tta=$$?; \
+	  echo "== eval $(INFER) (no retraining): $$(( $$(date +%s) - t2 )) s"; fi; t3=$$(date +%s); \
 	$(VENV)/bin/fcnlab-report "$$dir" --out results \
 	  --note "Wall time of this make run: pretrain $$((t1 - t0)) s, sweep $$((t2 - t1)) s (make reproduce-table2 SEEDS=$(SEEDS); rows finished by an earlier run are skipped, not counted)."; \
-	report=$$?; echo "== report: $$(( $$(date +%s) - t2 )) s; total $$(( $$(date +%s) - t0 )) s"; \
-	exit $$(( sweep || report ))
+	report=$$?; echo "== report: $$(( $$(date +%s) - t3 )) s; total $$(( $$(date +%s) - t0 )) s"; \
+	exit $$(( sweep || report || tta ))
+
+eval-tta: $(STAMP)  ## ms+flip mean IU of the current sweep (or SWEEP_DIR=...), no retraining [INFER=msflip]
+	@dir=$$($(call PICK_SWEEP,)) || exit $$?; $(VENV)/bin/fcnlab-eval "sweep=$$dir" infer=$(INFER)
 
 report: $(STAMP)  ## rebuild results/table2.* from the current sweep (or SWEEP_DIR=results/runs/...)
 	@dir=$$($(call PICK_SWEEP,)) || exit $$?; $(VENV)/bin/fcnlab-report "$$dir" --out results

@@ -45,6 +45,7 @@ def test_onnx_matches_torch_at_any_size(case, checkpoints, tmp_path, capsys):
 
     sidecar = json.loads(path.with_name("best.onnx.json").read_text())
     assert sidecar["input"]["name"] == "image" and sidecar["output"]["name"] == "logits"
+    assert sidecar["inference"]["graph"].startswith("single-scale") and sidecar["input"]["normalisation"]
     assert sidecar["num_classes"] == 21 and len(sidecar["class_names"]) == 21
     assert sidecar["class_colors"] == voc_palette()[:21].tolist()  # a checkpoint without colours
     assert (sidecar["model"], sidecar["geometry"], sidecar["opset"]) == (*case, 18)

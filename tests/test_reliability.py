@@ -793,6 +793,54 @@ def r161_report_without_sweep_dir(data: Path, tmp: Path) -> str:
     return err.getvalue().strip().removeprefix("error: ")
 
 
+def _infer_refused(command: str, tmp: Path, data: Path, option: str) -> str:
+    """The first FCNLabError of ``fcnlab-<command> <option>``, raised before any file is read."""
+    from fcnlab.inference.evaluate import evaluate
+    from fcnlab.inference.predict import predict
+
+    missing = str(tmp / "nowhere.ckpt")
+    if command == "train":
+        return message_of(lambda: tiny_train(str(data), tmp, option))
+    if command == "eval":
+        return message_of(lambda: evaluate(make_cfg("eval", [f"ckpt={missing}", option], tmp)))
+    cfg = make_cfg("predict", [f"ckpt={missing}", f"input={tmp / 'nowhere'}", option], tmp)
+    return message_of(lambda: predict(cfg))
+
+
+def r140_infer_no_scales(data: Path, tmp: Path) -> str:
+    return _infer_refused("eval", tmp, data, "infer.scales=[]")
+
+
+def r141_infer_scale_not_positive(data: Path, tmp: Path) -> str:
+    return _infer_refused("predict", tmp, data, "infer.scales=[1.0,0]")
+
+
+def r142_infer_stride_over_crop(data: Path, tmp: Path) -> str:
+    message = _infer_refused("train", tmp, data, "infer.stride=600")
+    assert not (tmp / "checkpoints").exists()
+    return message
+
+
+def r143_infer_crop_zero(data: Path, tmp: Path) -> str:
+    return _infer_refused("eval", tmp, data, "infer.crop=0")
+
+
+def r144_infer_stride_negative(data: Path, tmp: Path) -> str:
+    return _infer_refused("predict", tmp, data, "infer.stride=-5")
+
+
+def r145_infer_unknown_mode(data: Path, tmp: Path) -> str:
+    return _infer_refused("train", tmp, data, "infer.mode=tile")
+
+
+def r146_infer_flip_not_boolean(data: Path, tmp: Path) -> str:
+    return _infer_refused("eval", tmp, data, "infer.flip=maybe")
+
+
+def r147_infer_batch_zero(data: Path, tmp: Path) -> str:
+    return _infer_refused("predict", tmp, data, "infer.batch=0")
+
+
 CASES = {name.split("_")[0].upper(): fn for name, fn in dict(globals()).items() if re.match(r"r\d+_", name)}
 
 

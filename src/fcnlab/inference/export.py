@@ -37,6 +37,7 @@ from fcnlab.data.classes import class_palette
 from fcnlab.data.input_space import InputSpace
 from fcnlab.errors import FCNLabError, one_line
 from fcnlab.inference.inputs import normalize
+from fcnlab.models.inference import graph_note
 from fcnlab.runinfo import git_sha
 
 FORMATS = ("onnx",)
@@ -273,6 +274,7 @@ def _sidecar(cfg: DictConfig, module, target: Path, export: dict) -> dict:
             "std": list(space.std),
         },
         "output": {"name": OUTPUT_NAME, "shape": ["batch", model.num_classes, "height", "width"]},
+        "inference": graph_note(),
         "model": model.name,
         "geometry": hparams.get("geometry"),
         "backbone": hparams.get("backbone"),

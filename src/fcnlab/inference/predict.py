@@ -12,11 +12,16 @@ cannot be read (corrupt, truncated, over ``max_pixels``) is reported on stderr a
 overwritten: an output folder that is the input's folder, or any output path equal to an input,
 is refused before anything is written. Every PNG is written to a temporary name and renamed, so a
 killed run never leaves a half-written mask. Images go through the network one at a time at their
-own size, in the checkpoint's input space, exactly as the evaluation transform feeds them.
+own size, in the checkpoint's input space, exactly as the evaluation transform feeds them, and as
+``infer`` says (``conf/infer/``: one pass by default; ``infer=msflip``, ``infer=slide`` …, see
+:mod:`fcnlab.models.inference`). ``max_pixels`` bounds the image in every mode: in slide mode the
+net's activations no longer grow with the image, but the decoded image and the class-score sums
+(num_classes × H × W float32) still do.
 """
 
 from __future__ import annotations
 
+import resource
 import sys
 import time
 from collections.abc import Callable
@@ -33,6 +38,7 @@ from fcnlab.data.input_space import InputSpace
 from fcnlab.errors import FCNLabError, one_line
 from fcnlab.inference.inputs import OVERLAY_DIR, list_inputs, normalize, plan_outputs, read_image
 from fcnlab.inference.legend import LEGEND_PNG, write_legend
+from fcnlab.models.inference import SINGLE_SCALE, InferSettings, infer_logits, infer_settings
 
 
 def resolve_device(name: str) -> torch.device:
@@ -60,11 +66,12 @@ def segment(
     image: torch.Tensor,
     space: InputSpace,
     device: torch.device,
+    settings: InferSettings = SINGLE_SCALE,
 ) -> torch.Tensor:
     """(H, W) class indices (uint8; int32 past 256 classes) for one (3, H, W) uint8 image, at its size."""
     x = normalize(image, space).unsqueeze(0).to(device)
     with torch.inference_mode():
-        logits = model(x)
+        logits = infer_logits(model, x, settings)
     if tuple(logits.shape[-2:]) != tuple(image.shape[-2:]):  # the FCN crops to the input; never expected
         raise RuntimeError(f"model output {tuple(logits.shape[-2:])} != input {tuple(image.shape[-2:])}")
     return logits[0].argmax(0).to(torch.uint8 if logits.shape[1] <= 256 else torch.int32).cpu()
@@ -118,13 +125,15 @@ def _make_output_dir(output: Path) -> None:
         raise FCNLabError(f"output={output}: cannot create the folder ({e.strerror})") from None
 
 
-def _segment_file(src: Path, model, space: InputSpace, device: torch.device, max_pixels: int):
+def _segment_file(
+    src: Path, model, space: InputSpace, device: torch.device, max_pixels: int, settings: InferSettings
+):
     """(image, labels, model seconds) of one input, or the one-line error that skips it."""
     image = None
     try:
         image = read_image(src, max_pixels)
         t1 = time.perf_counter()
-        labels = segment(model, image, space, device)
+        labels = segment(model, image, space, device, settings)
     except FCNLabError as e:
         return one_line(e)
     except (torch.OutOfMemoryError, MemoryError):
@@ -167,6 +176,7 @@ def _write_pngs(
 def predict(cfg: DictConfig, report: Callable[[str], None] = _stderr) -> dict:
     """Segment every input image; per-file problems go to ``report`` and are skipped (see module doc)."""
     max_pixels, alpha = _checked_limits(cfg)
+    settings = infer_settings(cfg.get("infer"))
     source, output = Path(str(cfg.input)).expanduser(), Path(str(cfg.output)).expanduser()
     inputs, ignored = list_inputs(source)
     plan = plan_outputs(source, inputs, output)
@@ -187,7 +197,7 @@ def predict(cfg: DictConfig, report: Callable[[str], None] = _stderr) -> dict:
     start = time.perf_counter()
     for src, mask_path, overlay_path in plan:
         t0 = time.perf_counter()
-        result = _segment_file(src, model, module.input_space, device, max_pixels)
+        result = _segment_file(src, model, module.input_space, device, max_pixels, settings)
         if isinstance(result, str):
             errors.append(result)
             report(result)
@@ -207,6 +217,7 @@ def predict(cfg: DictConfig, report: Callable[[str], None] = _stderr) -> dict:
         )
     timing = (time.perf_counter() - start, model_seconds)
     record = {**_record(cfg, source, output, device, module, done, errors, ignored, timing), **legend}
+    record.update(infer=settings.as_dict(), peak_rss_mib=peak_rss_mib())
     write_json(Path(cfg.paths.output_dir) / "predict.json", record)
     return record
 
@@ -235,6 +246,11 @@ def _record(cfg, source, output, device, module, done, errors, ignored, timing) 
     }
 
 
+def peak_rss_mib() -> int:
+    """This process's peak resident memory so far, in MiB (Linux reports KiB)."""
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+
 def summary(record: dict) -> str:
     """One line: how many images, time per image, where the masks went, what failed or was ignored."""
     n, total = len(record["images"]), len(record["images"]) + len(record["errors"])
@@ -243,6 +259,8 @@ def summary(record: dict) -> str:
         f"({record['ms_per_image']:.0f} ms/image, model {record['model_ms_per_image']:.0f} ms) "
         f"-> {record['output']} (masks <stem>.png, overlays {OVERLAY_DIR}/<stem>.png, {LEGEND_PNG})"
     )
+    if "infer" in record:
+        line += f"; inference {record['infer']['label']}, peak RSS {record['peak_rss_mib']} MiB"
     if record["errors"]:
         line += f"; {len(record['errors'])} failed (see errors above)"
     if record["ignored_files"]:

@@ -20,6 +20,7 @@ from fcnlab.reporting.table import (
     summarize,
     write_csv,
 )
+from fcnlab.reporting.tta import tta_note
 
 
 def info(line: str) -> None:
@@ -58,9 +59,11 @@ def build_report(sweep_dir: Path, out: Path, extra_lines: list[str] | None = Non
         f"Sweep `{sweep_dir}`; seeds {', '.join(seeds)}; git `{first.get('git_sha', '?')}`; "
         f"{first.get('hardware', '?')}; report made {datetime.datetime.now():%Y-%m-%d %H:%M}.",
         f"Data: `{first.get('data_root', '?')}` ({first.get('protocol', '?')}); the paper's numbers are on "
-        "VOC2011 seg11valid with VGG16, ours on whatever data the sweep used.",
+        "VOC2011 seg11valid with VGG16, ours on whatever data the sweep used; both single-scale "
+        "(one whole-image pass) unless a column says otherwise.",
         "",
         *markdown_table(rows),
+        *tta_note(rows),
         "",
         "## The paper's ordering (means over seeds): 32s-fixed < 32s < 16s ≤ 8s",
         *ordering_report(rows),

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from fcnlab.atomic import atomic_path
+from fcnlab.reporting.tta import read_tta, tta_cell, tta_columns, tta_header
 
 METRICS = ("pixel_acc", "mean_acc", "mean_iu", "fw_iu")
 METRIC_NAMES = {"pixel_acc": "pixel acc.", "mean_acc": "mean acc.", "mean_iu": "mean IU", "fw_iu": "f.w. IU"}
@@ -41,6 +42,7 @@ def collect(sweep_dir: str | Path) -> list[dict]:
             variant, _, seed = job.name.rpartition("_seed")
             record = {"variant": variant or job.name, "seed": seed, "status": "failed", "error": error}
         record["job_dir"] = str(job)
+        record["tta"] = read_tta(job)
         records.append(record)
     return records
 
@@ -150,6 +152,7 @@ def summarize(records: list[dict]) -> list[dict]:
             for r in ok
         }
         row["init"] = ", ".join(sorted(inits)) or "-"
+        row.update(tta_columns(ok))
         row["epochs"] = max((r.get("epochs", 0) for r in ok), default=0)
         row["wall_seconds"] = statistics.fmean([r.get("wall_seconds", 0) for r in ok]) if ok else math.nan
         row["errors"] = "; ".join(
@@ -209,6 +212,9 @@ CSV_COLUMNS = (
     *METRICS,
     *(f"{m}_std" for m in METRICS),
     *(f"paper_{m}" for m in METRICS),
+    "tta",
+    "tta_mean_iu",
+    "tta_mean_iu_std",
     "seeds",
     "epochs",
     "wall_seconds",
@@ -226,7 +232,9 @@ def write_csv(rows: list[dict], path: Path) -> None:
 
 
 def markdown_table(rows: list[dict]) -> list[str]:
-    head = "| variant | init | " + " | ".join(METRIC_NAMES[m] for m in METRICS)
+    tta = tta_header(rows)  # a column beside mean IU when the jobs hold test-time-inference results
+    names = [METRIC_NAMES[m] for m in METRICS]
+    head = "| variant | init | " + " | ".join(names if tta is None else [*names[:3], tta, *names[3:]])
     head += " | paper (pix / mean acc / IU / fw) | Δ mean IU vs paper | epochs | wall s | status |"
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
@@ -240,9 +248,12 @@ def markdown_table(rows: list[dict]) -> list[str]:
         paper = " / ".join(f"{r['paper_' + m]:.1f}" for m in METRICS) if r["variant"] in PAPER else "—"
         delta = f"{r['mean_iu'] - r['paper_mean_iu']:+.1f}" if r["variant"] in PAPER and r["seeds"] else "—"
         wall = f"{r['wall_seconds']:.0f}" if not math.isnan(r["wall_seconds"]) else "—"
+        cells = [cell(m) for m in METRICS]
+        if tta is not None:
+            cells.insert(3, tta_cell(r))
         lines.append(
             f"| {r['variant']} | {r['init']} | "
-            + " | ".join(cell(m) for m in METRICS)
+            + " | ".join(cells)
             + f" | {paper} | {delta} | {r['epochs']} | {wall} | {r['status']} |"
         )
     return lines

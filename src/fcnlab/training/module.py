@@ -20,6 +20,7 @@ from fcnlab.data.sampling import EPOCH_STRIDE
 from fcnlab.errors import FCNLabError
 from fcnlab.evaluation import SegmentationScores, segmentation_scores
 from fcnlab.models import create_model
+from fcnlab.models.inference import infer_logits, infer_settings
 from fcnlab.training.optim import build_optimizer, build_scheduler
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,9 @@ class FCNModule(L.LightningModule):
     expect; it is saved with the hyperparameters, so every checkpoint says how to feed its net.
     ``class_names`` and ``class_colors`` (one ``[R, G, B]`` per class; None: the VOC palette) are saved
     too: a checkpoint alone names and colours its classes (older ones without colours read as VOC's).
+    ``infer`` (an ``infer:`` config block; None: single-scale whole images) is how validation runs the
+    net (:func:`fcnlab.models.inference.infer_logits`); it is a setting of the run, not of the weights,
+    so it is not saved with them (``fcnlab-eval`` brings its own).
     """
 
     def __init__(
@@ -48,10 +52,12 @@ class FCNModule(L.LightningModule):
         seed: int = 0,
         input_space: str | dict | None = None,
         class_weights: list[float] | str | None = None,
+        infer: dict | None = None,
     ) -> None:
         super().__init__()
         self.input_space = get_input_space(input_space)
-        self.save_hyperparameters(ignore=["optimizer", "scheduler", "input_space"])
+        self.infer = infer_settings(infer)
+        self.save_hyperparameters(ignore=["optimizer", "scheduler", "input_space", "infer"])
         self.hparams["input_space"] = self.input_space.as_dict()
         self.model = create_model(**model)
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
@@ -150,7 +156,7 @@ class FCNModule(L.LightningModule):
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         images, masks = batch
-        logits = self(images)
+        logits = infer_logits(self.model, images, self.infer)
         self.log("val/loss", self.loss(logits, masks), on_epoch=True, batch_size=len(images), sync_dist=True)
         self.val_confusion.update(logits.argmax(1), masks)
 

@@ -196,6 +196,7 @@ def build_module(cfg: DictConfig):
         seed=cfg.seed,
         input_space=space.as_dict(),
         class_weights=class_weights_option(cfg),
+        infer=cfg.get("infer"),
     )
     if not any(p.requires_grad for p in module.model.parameters()):
         raise FCNLabError(f"model.freeze_backbone=true leaves {cfg.model.name} nothing to train")
@@ -245,6 +246,7 @@ def results_record(cfg, module, datamodule, trainer, ckpt_path: str | None, best
         "resumed_from": ckpt_path,
         "pretrained": cfg.model.pretrained,
         "input_space": module.input_space.name,
+        "infer": module.infer.as_dict(),
         "best_checkpoint": best,
         "epochs": trainer.current_epoch,
         "steps": trainer.global_step,
