@@ -2,7 +2,8 @@
 
 A killed run, a full disk or a read-only folder never leaves a half-written file under the real name;
 readers see the old file or the new one. Every writer (JSON records, PNGs, figures, tables, ONNX,
-pretrained weights) goes through :func:`atomic_path`.
+pretrained weights) goes through :func:`atomic_path`; a whole folder (a generated or converted
+dataset) through :func:`atomic_dir`.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -45,3 +48,27 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 def write_json(path: str | os.PathLike, data: dict | list) -> None:
     """JSON (indented, non-JSON values as ``str``), written atomically."""
     write_text(path, json.dumps(data, indent=1, default=str) + "\n")
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield an empty temporary folder beside ``path``; on success it takes ``path``'s place, on any
+    error it is removed. An empty folder at ``path`` is replaced; a full one (the caller decided it may
+    go) is moved aside first and deleted after the swap, so no moment shows a half-built tree."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.partial-", dir=path.parent))
+    try:
+        yield tmp
+        if path.is_dir() and any(path.iterdir()):
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.stale-", dir=path.parent))
+            os.replace(path, old / "tree")
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            if path.is_dir():
+                path.rmdir()
+            os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -11,11 +11,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 from PIL import Image
 
+from fcnlab.atomic import atomic_dir
 from fcnlab.data.classes import SHAPES_CLASSES, VOC_CLASSES, voc_palette
 from fcnlab.data.labels import CLASSES_FILE
 from fcnlab.data.loading import load_mask
@@ -56,9 +56,7 @@ def convert_voc(
     train, val, _ = protocol_samples(src, protocol)
     if class_names is None:
         class_names = list(SHAPES_CLASSES if (src / GENERATED_MANIFEST).is_file() else VOC_CLASSES)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.partial-", dir=dst.parent))
-    try:
+    with atomic_dir(dst) as tmp:
         for split, samples in (("train", train), ("val", val)):
             (tmp / "images" / split).mkdir(parents=True)
             (tmp / "masks" / split).mkdir(parents=True)
@@ -68,10 +66,4 @@ def convert_voc(
         (tmp / CLASSES_FILE).write_text(classes_text(class_names))
         if manifest is not None:
             (tmp / GENERATED_MANIFEST).write_text(json.dumps(manifest, indent=1))
-        if dst.exists():
-            dst.rmdir()
-        os.replace(tmp, dst)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return dst

@@ -34,6 +34,7 @@ import scipy.io
 import scipy.sparse
 from PIL import Image
 
+from fcnlab.atomic import atomic_dir
 from fcnlab.data.classes import SHAPES_CLASSES, VOID, voc_palette
 from fcnlab.data.scenes import render_object, render_scene, void_band
 from fcnlab.errors import FCNLabError
@@ -234,14 +235,11 @@ def generate(
         )
     wanted = asdict(cfg)
     manifest = root / MANIFEST
-    stale = None
     if manifest.is_file():
         found = json.loads(manifest.read_text())
         if found.get("config") == wanted and found.get("version") == GENERATOR_VERSION:
             return root
-        if found.get("config") == wanted:  # our own tree from an older generator: rebuild it
-            stale = root
-        else:
+        if found.get("config") != wanted:  # else: our own tree from an older generator, rebuilt below
             raise FCNLabError(
                 f"data.root={root} holds a generated dataset with other settings ({manifest}); "
                 "delete that folder or point data.root elsewhere"
@@ -251,24 +249,10 @@ def generate(
             f"data.root={root} exists, is not empty and is no generated dataset; "
             "point data.root at an empty or new folder"
         )
-    root.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.partial-", dir=root.parent))
-    try:
+    with atomic_dir(root) as tmp:  # an older tree of ours is swapped out only once the new one is whole
         _build(cfg, tmp, workers or min(4, os.cpu_count() or 1))
         seconds = time.perf_counter() - start
         record = {"config": wanted, "version": GENERATOR_VERSION, "seconds": round(seconds, 1)}
         (tmp / MANIFEST).write_text(json.dumps(record, indent=1))
-        if stale is not None:  # move the old tree aside first: the swap leaves no half state behind
-            old = Path(tempfile.mkdtemp(prefix=f".{root.name}.stale-", dir=root.parent))
-            os.replace(root, old / "tree")
-            os.replace(tmp, root)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            if root.exists():
-                root.rmdir()
-            os.replace(tmp, root)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return root
