@@ -9,6 +9,7 @@ net, whose keys are FCN-8s's.
 from __future__ import annotations
 
 import hydra
+import lightning.pytorch  # noqa: F401  before Hydra's logging: Lightning's info lines print once, as in fcnlab-train
 from omegaconf import DictConfig
 
 from fcnlab.config import CONF_DIR

@@ -72,7 +72,9 @@ def evaluate_checkpoint(cfg: DictConfig, ckpt: str, data: DictConfig, settings: 
     # The net's own input space, never the data config's: a model is not fed another input.
     datamodule = build("data", data, _convert_="all", input_space=module.input_space.as_dict())
     module.class_names = check_same_classes(str(ckpt), module, datamodule)
-    trainer = instantiate(cfg.trainer, logger=False, callbacks=[], enable_progress_bar=False)
+    trainer = instantiate(
+        cfg.trainer, logger=False, callbacks=[], enable_progress_bar=False, enable_checkpointing=False
+    )
     start = time.perf_counter()
     trainer.validate(module, datamodule=datamodule, verbose=False)
     seconds = time.perf_counter() - start
