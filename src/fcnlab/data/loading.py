@@ -61,6 +61,20 @@ def unreadable_mask(path: Path, e: Exception) -> FCNLabError:
     return FCNLabError(f"{path}: unreadable label file ({e}); replace the file or remove its id")
 
 
+def mask_pixels(path: Path, check) -> np.ndarray:
+    """A label PNG's stored values, after ``check(opened image)`` (its mode, its palette) passed; an
+    unreadable file is one error naming it (VOC's and the folder layout's masks both read here)."""
+    try:
+        with Image.open(path) as png:
+            check(png)
+            png.load()
+            return np.asarray(png)
+    except FCNLabError:
+        raise
+    except (OSError, ValueError, SyntaxError) as e:
+        raise unreadable_mask(path, e) from None
+
+
 def check_png_mask(path: Path, png: Image.Image, palette: np.ndarray | None) -> None:
     """Mode P or L; a P mask's stored colours for the class ids must be ``palette``'s (or a grey ramp).
 
@@ -125,15 +139,7 @@ def load_mask(path: Path, palette: np.ndarray | None = VOC_PALETTE) -> torch.Ten
     if path.suffix == ".mat":
         labels = _read_mat_labels(path)
     else:
-        try:
-            with Image.open(path) as png:
-                check_png_mask(path, png, palette)
-                png.load()
-                labels = np.asarray(png)
-        except FCNLabError:
-            raise
-        except (OSError, ValueError, SyntaxError) as e:
-            raise unreadable_mask(path, e) from None
+        labels = mask_pixels(path, lambda png: check_png_mask(path, png, palette))
     return torch.from_numpy(_checked_labels(path, labels).copy())
 
 
@@ -163,15 +169,7 @@ def size_mismatch(sample: Sample, image_hw: tuple[int, int], mask_hw: tuple[int,
 
 def read_folder_mask(path: Path, coding: MaskCoding) -> tuple[np.ndarray, dict]:
     """A folder dataset's mask decoded by ``coding``: (H, W) uint8 labels, ``{unlisted colour: pixels}``."""
-    try:
-        with Image.open(path) as png:
-            coding.check_mode(path, png.mode)
-            png.load()
-            pixels = np.asarray(png)
-    except FCNLabError:
-        raise
-    except (OSError, ValueError, SyntaxError) as e:
-        raise unreadable_mask(path, e) from None
+    pixels = mask_pixels(path, lambda png: coding.check_mode(path, png.mode))
     return coding.decode(path, pixels)
 
 
