@@ -146,6 +146,29 @@ def test_learnable_and_fixed_upsampling_agree_and_do_not_mix_channels():
     assert "weight" not in fixed.state_dict()
 
 
+@pytest.mark.parametrize("factor", [2, 3, 8, 32])
+@pytest.mark.parametrize(("offset", "size"), [(0, None), (5, (9, 11)), (19, (20, 7))])
+def test_fixed_upsampling_window_is_the_cropped_transposed_convolution(factor, offset, size):
+    """The separable form computes exactly the window of the depthwise deconvolution, gradients too."""
+    up = BilinearUpsample(3, factor, learnable=False)
+    x = torch.randn(2, 3, 4, 5, dtype=torch.float64, requires_grad=True)
+    k = bilinear_kernel(factor).double().expand(3, 1, -1, -1)
+    full = F.conv_transpose2d(x, k, stride=factor, groups=3)
+    assert full.shape[-2:] == (up.full_size(4), up.full_size(5))
+    h, w = size or (full.shape[-2] - offset, full.shape[-1] - offset)
+    if offset + h > full.shape[-2] or offset + w > full.shape[-1]:
+        with pytest.raises(RuntimeError, match="cannot cover"):
+            up(x, offset, (h, w))
+        return
+    ref = full[..., offset : offset + h, offset : offset + w]
+    got = up(x, offset, (h, w))
+    torch.testing.assert_close(got, ref)
+    g = torch.randn_like(ref)
+    torch.testing.assert_close(torch.autograd.grad(got, x, g)[0], torch.autograd.grad(ref, x, g)[0])
+    learnable = BilinearUpsample(3, factor, learnable=True).double()
+    torch.testing.assert_close(learnable(x, offset, (h, w)), ref)
+
+
 # --- convolutionalization ------------------------------------------------------------------------
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -55,9 +56,17 @@ def table2_sweep(tiny_data, tmp_path_factory) -> Path:
 def test_miniature_table2_sweep_and_report(table2_sweep, tmp_path):
     sweep = table2_sweep
     jobs = sorted(p.name for p in sweep.iterdir() if p.is_dir())
-    assert jobs == ["fcn16s_seed0", "fcn32s_fixed_seed0", "fcn32s_long_seed0", "fcn32s_seed0", "fcn8s_seed0"]
+    assert jobs == [
+        "fcn16s_seed0",
+        "fcn32s_fixed_seed0",
+        "fcn32s_long_seed0",
+        "fcn32s_mid_seed0",
+        "fcn32s_seed0",
+        "fcn8s_seed0",
+    ]
 
-    # Staged init: 16s from 32s's best checkpoint, 8s from 16s's; 32s-fixed/32s from the backbone.
+    # Staged init: 16s from 32s's best checkpoint, 8s from 16s's; 32s-fixed/32s from the backbone;
+    # the control chain 32s -> mid -> long the same way.
     results = {j: json.loads((sweep / j / "results.json").read_text()) for j in jobs}
     assert results["fcn16s_seed0"]["init_from"] == str(sweep / "fcn32s_seed0/checkpoints/best.ckpt")
     assert results["fcn8s_seed0"]["init_from"] == str(sweep / "fcn16s_seed0/checkpoints/best.ckpt")
@@ -66,11 +75,29 @@ def test_miniature_table2_sweep_and_report(table2_sweep, tmp_path):
     pretrained = json.loads((sweep.parent / "pretrained" / "tiny.json").read_text())["settings"]
     assert pretrained["backbone_kwargs"] == {"width_divisor": 8, "pool5_size": 3, "dropout": 0.0}  # defaults
     assert "initialised from" in (sweep / "fcn8s_seed0/table2.log").read_text()
-    assert results["fcn32s_long_seed0"]["epochs"] == 3 * results["fcn32s_seed0"]["epochs"]
+    assert results["fcn32s_mid_seed0"]["init_from"] == str(sweep / "fcn32s_seed0/checkpoints/best.ckpt")
+    assert results["fcn32s_long_seed0"]["init_from"] == str(sweep / "fcn32s_mid_seed0/checkpoints/best.ckpt")
+    assert {r["epochs"] for r in results.values()} == {results["fcn32s_seed0"]["epochs"]}  # one stage each
+    # Two lanes (table2_shapes): waves 32s-fixed, 32s | 16s, mid | 8s, long ran side by side, 1 thread each.
+    start = {j: (sweep / j / ".hydra/config.yaml").stat().st_mtime for j in jobs}
+    end = {j: (sweep / j / "results.json").stat().st_mtime for j in jobs}
+    for child, parent in [("fcn16s", "fcn32s"), ("fcn8s", "fcn16s"), ("fcn32s_mid", "fcn32s")]:
+        assert end[f"{parent}_seed0"] <= start[f"{child}_seed0"], (child, parent)  # waves: parent first
+    for a, b in [("fcn32s", "fcn32s_fixed"), ("fcn16s", "fcn32s_mid"), ("fcn8s", "fcn32s_long")]:
+        assert start[f"{a}_seed0"] < end[f"{b}_seed0"] and start[f"{b}_seed0"] < end[f"{a}_seed0"], (a, b)
+    threads = max(1, len(os.sched_getaffinity(0)) // 2)  # table2_shapes: lanes 2
+    assert results["fcn8s_seed0"]["hardware"].endswith(f" {threads} threads")
 
     out = tmp_path / "results"
     rows = build_report(sweep, out)
-    assert [r["variant"] for r in rows] == ["fcn32s_fixed", "fcn32s", "fcn16s", "fcn8s", "fcn32s_long"]
+    assert [r["variant"] for r in rows] == [
+        "fcn32s_fixed",
+        "fcn32s",
+        "fcn16s",
+        "fcn8s",
+        "fcn32s_mid",
+        "fcn32s_long",
+    ]
     with (out / "table2.csv").open() as f:
         table = list(csv.DictReader(f))
     assert [r["variant"] for r in table] == [r["variant"] for r in rows]

@@ -3,12 +3,14 @@
 A killed run, a full disk or a read-only folder never leaves a half-written file under the real name;
 readers see the old file or the new one. Every writer (JSON records, PNGs, figures, tables, ONNX,
 pretrained weights) goes through :func:`atomic_path`; a whole folder (a generated or converted
-dataset) through :func:`atomic_dir`.
+dataset) through :func:`atomic_dir`. Writers that jobs running side by side share (the generated
+data, the pretrained backbone) build under :func:`exclusive`, so one builds and the others reuse it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -72,3 +74,24 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+@contextlib.contextmanager
+def exclusive(target: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive lock for building ``target``, waiting while another process holds it.
+
+    The lock is the hidden file ``.<name>.lock`` beside ``target`` (it stays; it is free once the
+    holder exits, even killed). The one who waited then finds ``target`` built and reuses it.
+    """
+    target = Path(target)
+    lock = target.with_name(f".{target.name}.lock")
+    try:
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise FCNLabError(f"{lock}: cannot write ({e.strerror or e}); free space or fix permissions") from e
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock

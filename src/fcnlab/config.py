@@ -70,13 +70,25 @@ def count_classes(root: str | None) -> int | None:
     return len(text.rstrip().splitlines()) or None
 
 
+def lane_threads(lanes: int) -> int | None:
+    """torch threads of one of ``lanes`` jobs a multirun runs side by side: its share of this process's
+    cores (``sweeps/table2.yaml``'s ``torch_threads``). None (torch's default) for one lane, and for a
+    single run (RUN mode), which has the machine to itself."""
+    from hydra.types import RunMode
+
+    if int(lanes) <= 1 or (HydraConfig.initialized() and HydraConfig.get().mode == RunMode.RUN):
+        return None
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores // int(lanes))
+
+
 def register_resolvers() -> None:
     OmegaConf.register_new_resolver("fcnlab_cwd", launch_cwd, replace=True)
     OmegaConf.register_new_resolver("fcnlab_pid", lambda: str(os.getpid()), use_cache=True, replace=True)
-    OmegaConf.register_new_resolver("fcnlab_mul", lambda a, b: type(a)(a * b), replace=True)
     OmegaConf.register_new_resolver("fcnlab_stage_checkpoint", stage_checkpoint, replace=True)
     OmegaConf.register_new_resolver("fcnlab_rank_suffix", rank_suffix, replace=True)
     OmegaConf.register_new_resolver("fcnlab_num_classes", count_classes, replace=True)
+    OmegaConf.register_new_resolver("fcnlab_lane_threads", lane_threads, replace=True)
 
 
 def quiet_known_messages() -> None:

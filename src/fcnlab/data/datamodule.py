@@ -48,6 +48,17 @@ def default_num_workers() -> int:
     return max(1, min(8, (os.cpu_count() or 2) // 2))
 
 
+def worker_start_method(workers: int) -> str | None:
+    """How loader workers start: torch's default (None), except inside a joblib lane (the table2
+    sweep's launcher), whose processes default to joblib's own "loky" method; fork there, as Linux does."""
+    import multiprocessing
+
+    method = multiprocessing.get_start_method(allow_none=True)
+    if workers == 0 or method in (None, "fork", "spawn", "forkserver"):
+        return None
+    return "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+
+
 class SegmentationDataModule(L.LightningDataModule):
     """Train/val loaders for a VOC/SBD protocol under ``root``.
 
@@ -184,6 +195,7 @@ class SegmentationDataModule(L.LightningDataModule):
             drop_last=train and len(dataset) >= batch_size,
             num_workers=workers,
             persistent_workers=workers > 0,
+            multiprocessing_context=worker_start_method(workers),
             pin_memory=torch.cuda.is_available(),
             collate_fn=pad_collate,
             generator=torch.Generator().manual_seed(self.seed) if train else None,

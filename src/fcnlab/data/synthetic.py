@@ -34,7 +34,7 @@ import scipy.io
 import scipy.sparse
 from PIL import Image
 
-from fcnlab.atomic import atomic_dir
+from fcnlab.atomic import atomic_dir, exclusive
 from fcnlab.data.classes import SHAPES_CLASSES, VOID, voc_palette
 from fcnlab.data.scenes import render_object, render_scene, void_band
 from fcnlab.errors import FCNLabError
@@ -225,8 +225,13 @@ def generate(
     root = Path(root)
     if layout not in LAYOUTS:
         raise FCNLabError(f"layout {layout!r}: use voc or folder")
-    if layout == "folder":
-        return _generate_folder(root, cfg, workers)
+    with exclusive(root):  # jobs side by side (a sweep's lanes): one writes, the others then reuse it
+        if layout == "folder":
+            return _generate_folder(root, cfg, workers)
+        return _generate_voc(root, cfg, workers)
+
+
+def _generate_voc(root: Path, cfg: SyntheticConfig, workers: int | None) -> Path:
     if min(cfg.classification_train, cfg.classification_val) < 20:
         raise FCNLabError("data.generate.classification_train and _val must be >= 20 (one image per class)")
     if not 0 <= cfg.voc_val_in_sbd_train <= min(cfg.voc_val, cfg.sbd_train) or cfg.min_size > cfg.max_size:

@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+
+def bilinear_taps(factor: int) -> torch.Tensor:
+    """The k 1-D bilinear interpolation weights for upsampling by ``factor``, k = 2f - f mod 2."""
+    if factor < 1:
+        raise ValueError(f"upsampling factor must be >= 1, got {factor}")
+    size = 2 * factor - factor % 2
+    center = factor - 1 if size % 2 == 1 else factor - 0.5
+    return 1 - (torch.arange(size, dtype=torch.float64) - center).abs() / factor
 
 
 def bilinear_kernel(factor: int) -> torch.Tensor:
@@ -13,11 +21,7 @@ def bilinear_kernel(factor: int) -> torch.Tensor:
     A transposed convolution with this kernel and stride ``factor`` is exact bilinear interpolation
     away from the border: every output pixel gets weights that sum to one.
     """
-    if factor < 1:
-        raise ValueError(f"upsampling factor must be >= 1, got {factor}")
-    size = 2 * factor - factor % 2
-    center = factor - 1 if size % 2 == 1 else factor - 0.5
-    taps = 1 - (torch.arange(size, dtype=torch.float64) - center).abs() / factor
+    taps = bilinear_taps(factor)
     return torch.outer(taps, taps).float()
 
 
@@ -26,9 +30,12 @@ class BilinearUpsample(nn.Module):
 
     ``learnable=True`` is the paper's deconvolution layer: a full C×C ``ConvTranspose2d`` whose
     weights start as the bilinear kernel on the diagonal (no cross-channel mixing) and are then
-    trained. ``learnable=False`` is the same arithmetic with the kernel frozen; it runs as a
-    depthwise transposed convolution from a non-persistent buffer, C times cheaper than the full
-    C×C form and never stored in checkpoints because it is derived from ``factor`` alone.
+    trained. ``learnable=False`` is the same arithmetic with the kernel frozen, never stored in
+    checkpoints because it is derived from ``factor`` alone. Being separable (the outer product of
+    one 1-D kernel with itself), it runs as two small matrix products, one per axis, that compute
+    only the output window asked for: CPU kernels for a depthwise transposed convolution with a
+    64×64 kernel are slow, and the reference crops most of that map away anyway
+    (docs/performance.md has the figures).
     """
 
     def __init__(self, channels: int, factor: int, learnable: bool) -> None:
@@ -41,18 +48,36 @@ class BilinearUpsample(nn.Module):
                 self.deconv.weight.zero_()
                 for c in range(channels):
                     self.deconv.weight[c, c] = kernel
-        else:
-            weight = kernel.expand(channels, 1, *kernel.shape).contiguous()
-            self.register_buffer("weight", weight, persistent=False)
+        else:  # the 1-D kernel: bilinear_kernel(factor) is its outer product with itself
+            self.register_buffer("taps", bilinear_taps(factor).float(), persistent=False)
 
     @property
     def kernel_size(self) -> int:
         return 2 * self.factor - self.factor % 2
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def full_size(self, size: int) -> int:
+        """Length of the upsampled axis for an input axis of ``size``: (size - 1) * factor + k."""
+        return (size - 1) * self.factor + self.kernel_size
+
+    def forward(self, x: torch.Tensor, offset: int = 0, size: tuple[int, int] | None = None) -> torch.Tensor:
+        """The upsampled map, or its ``size`` (h, w) window starting at (offset, offset)."""
+        full = (self.full_size(x.shape[-2]), self.full_size(x.shape[-1]))
+        h, w = size if size is not None else (full[0] - offset, full[1] - offset)
+        if offset < 0 or offset + h > full[0] or offset + w > full[1]:
+            raise RuntimeError(f"upsampled map {full} cannot cover {h}x{w} at offset {offset}")
         if self.learnable:
-            return self.deconv(x)
-        return F.conv_transpose2d(x, self.weight.to(x.dtype), stride=self.factor, groups=self.channels)
+            return self.deconv(x)[..., offset : offset + h, offset : offset + w]
+        rows = self._axis_matrix(x.shape[-2], offset, h, x)
+        cols = self._axis_matrix(x.shape[-1], offset, w, x)
+        return rows @ x @ cols.T
+
+    def _axis_matrix(self, n_in: int, offset: int, n_out: int, like: torch.Tensor) -> torch.Tensor:
+        """(n_out, n_in): output position offset + i takes taps[offset + i - factor * j] from input j."""
+        pos = torch.arange(offset, offset + n_out, device=like.device)[:, None]
+        tap = pos - self.factor * torch.arange(n_in, device=like.device)[None, :]
+        inside = (tap >= 0) & (tap < self.kernel_size)
+        taps = self.taps.to(like.dtype)[tap.clamp(0, self.kernel_size - 1)]
+        return torch.where(inside, taps, torch.zeros((), dtype=like.dtype, device=like.device))
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, factor={self.factor}, learnable={self.learnable}"

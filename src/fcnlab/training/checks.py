@@ -37,6 +37,7 @@ def check_scalars(cfg: DictConfig) -> None:
     _whole(cfg, "data.val_batch_size", 1, "a whole number >= 1")
     _whole(cfg, "data.crop_size", 1, "a whole number >= 1 (or null: whole images)", (None,))
     _whole(cfg, "data.num_workers", 0, "a whole number >= 0 (or null: half the cores)", (None,))
+    _whole(cfg, "torch_threads", 1, "a whole number >= 1 (or null: torch's default, one per core)", (None,))
     infer_settings(cfg.get("infer"))  # validation's test-time inference: one line per bad option
     numeric = [f"{group}.{k}" for group in ("optimizer", "scheduler") for k in (cfg.get(group) or {})]
     numeric += [f"trainer.{k}" for k in TRAINER_NUMBERS]

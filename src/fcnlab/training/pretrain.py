@@ -9,6 +9,7 @@ torchvision's layout, loadable with ``model.pretrained=<file>`` exactly like the
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -25,7 +26,8 @@ from torchmetrics.classification import MulticlassAccuracy
 from torchvision import datasets
 from torchvision.transforms import v2
 
-from fcnlab.atomic import atomic_path, write_json
+from fcnlab.atomic import atomic_path, exclusive, write_json
+from fcnlab.data.datamodule import worker_start_method
 from fcnlab.data.input_space import IMAGENET_MEAN, IMAGENET_STD
 from fcnlab.models.vgg import VGGClassifier, backbone_options, backbone_spec, fold_batchnorm
 from fcnlab.training.callbacks import AtomicModelCheckpoint, progress_callbacks
@@ -46,6 +48,7 @@ def _loader(folder: Path, train: bool, batch_size: int, workers: int, seed: int)
         num_workers=workers,
         drop_last=train,
         persistent_workers=workers > 0,
+        multiprocessing_context=worker_start_method(workers),
         worker_init_fn=_keep_torch_worker_seed,
         generator=torch.Generator().manual_seed(seed),
     )
@@ -118,7 +121,7 @@ def _trainer(log_dir: Path, epochs: int, steps_per_epoch: int, progress: bool) -
     )
 
 
-def pretrain_backbone(
+def _pretrain_backbone(
     data_root: str | os.PathLike,
     out: str | os.PathLike,
     backbone: str = "vgg16_tiny",
@@ -163,7 +166,7 @@ def pretrain_backbone(
     train = _loader(root / "train", True, batch_size, num_workers, seed)
     val = _loader(root / "val", False, 100, 0, seed)
     num_classes = len(train.dataset.classes)
-    model = VGGClassifier(spec, num_classes, batch_norm=True)
+    model = VGGClassifier(spec, num_classes, batch_norm=True).to(memory_format=torch.channels_last)  # faster
     module = ClassifierModule(model, lr, weight_decay, total_steps=epochs * len(train))
     trainer = _trainer(out.with_suffix(""), epochs, len(train), progress)
     start = time.perf_counter()
@@ -182,3 +185,9 @@ def pretrain_backbone(
     write_json(summary_path, summary)
     log.info("pretrained %s: val accuracy %.1f%% after %d epochs", backbone, 100 * val_acc, epochs)
     return summary
+
+
+@functools.wraps(_pretrain_backbone)
+def pretrain_backbone(data_root: str | os.PathLike, out: str | os.PathLike, *args, **kwargs) -> dict:
+    with exclusive(out):  # jobs started side by side (a sweep's lanes): one pretrains, the rest reuse it
+        return _pretrain_backbone(data_root, out, *args, **kwargs)

@@ -123,6 +123,8 @@ def train(cfg: DictConfig) -> dict:
     start = time.perf_counter()
     torch.set_flush_denormal(True)  # random-init nets on CPU can crawl on denormal floats
     check_scalars(cfg)
+    if cfg.get("torch_threads"):  # sweeps running jobs side by side give each its share of the cores
+        torch.set_num_threads(int(cfg.torch_threads))
     L.seed_everything(cfg.seed, workers=True)
     if cfg.get("pretrain_only"):  # make reproduce-table2 times this stage on its own
         ensure_pretrained(cfg)
