@@ -186,7 +186,7 @@ def test_report_of_a_sweep_without_figure4_writes_the_table(table2_sweep, tmp_pa
     old = tmp_path / "old_sweep"  # as a run from before jobs wrote their panels
     shutil.copytree(table2_sweep, old, ignore=shutil.ignore_patterns("figure4", "checkpoints"))
     rows = build_report(old, tmp_path / "results")
-    assert [r["status"] for r in rows] == ["ok"] * 5
+    assert [r["status"] for r in rows] == ["ok"] * 6
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [
         f"info: Figure 4 skipped: {old}/fcn32s_seed0/figure4 is missing or unreadable (a run from before "
