@@ -125,18 +125,21 @@ def test_table2_voc_heavy_preset_is_the_reference_recipe(tmp_path):
         assert cfg.loss.normalize is False and cfg.model.learn_upsampling is False
         assert cfg.trainer.max_steps == (300_000 if model == "fcn8s_atonce" else 100_000)
         assert (cfg.trainer.val_check_interval, cfg.trainer.check_val_every_n_epoch) == (4000, None)
-    assert (
-        make_cfg("table2", ["experiment=table2_voc_heavy", "model=fcn32s_long"]).trainer.max_steps == 300_000
-    )
+    for control, lr in (("fcn32s_mid", 1e-12), ("fcn32s_long", 1e-14)):  # the stages they match: 16s, 8s
+        cfg = make_cfg("table2", ["experiment=table2_voc_heavy", f"model={control}"])
+        assert (cfg.trainer.max_steps, cfg.optimizer.lr) == (100_000, pytest.approx(lr, rel=1e-9))
 
 
 def test_table2_sweep_stages_and_control(tmp_path):
-    cfg = make_cfg("table2", ["model=fcn32s_long"], tmp_path)
-    assert cfg.trainer.max_epochs == 3 * cfg.stage_epochs
-    assert make_cfg("table2", ["model=fcn32s"], tmp_path).trainer.max_epochs == cfg.stage_epochs
+    """Every row is one stage; the control chain fcn32s -> fcn32s_mid -> fcn32s_long mirrors 32s -> 16s -> 8s."""
+    stage_epochs = make_cfg("table2", ["model=fcn32s"], tmp_path).stage_epochs
+    for model in ("fcn32s", "fcn16s", "fcn8s", "fcn32s_mid", "fcn32s_long"):
+        assert make_cfg("table2", [f"model={model}"], tmp_path).trainer.max_epochs == stage_epochs
     assert make_cfg("table2", ["model=fcn32s", "hydra.sweep.dir=/sweep"], tmp_path).init_from is None
-    cfg8 = make_cfg("table2", ["model=fcn8s", "seed=2", "hydra.sweep.dir=/sweep"], tmp_path)
-    assert cfg8.init_from == "/sweep/fcn16s_seed2/checkpoints/best.ckpt"
+    for model, parent in (("fcn8s", "fcn16s"), ("fcn32s_mid", "fcn32s"), ("fcn32s_long", "fcn32s_mid")):
+        cfg = make_cfg("table2", [f"model={model}", "seed=2", "hydra.sweep.dir=/sweep"], tmp_path)
+        assert cfg.init_from == f"/sweep/{parent}_seed2/checkpoints/best.ckpt"
+        assert cfg.model == make_cfg("table2", ["model=fcn32s"], tmp_path).model or model == "fcn8s"
 
 
 @pytest.mark.parametrize("trainer", sorted(p.stem for p in (CONF_DIR / "trainer").glob("*.yaml")))
