@@ -275,6 +275,33 @@ def test_datamodule_loaders_and_split_file(tiny_data, tmp_path):
     assert dm.num_classes == 21
 
 
+def test_decoded_cache_gives_the_same_samples_and_reads_each_file_once(tiny_data, monkeypatch):
+    import fcnlab.data.datamodule as datamodule
+
+    def batches(cache: bool) -> list:
+        dm = SegmentationDataModule(
+            tiny_data, crop_size=48, scale_range=(0.75, 1.25), batch_size=4, num_workers=0, cache=cache
+        )
+        dm.setup("fit")
+        out = []
+        for epoch in range(2):  # the augmentation differs by epoch; the cache must not freeze it
+            dm._resume_epoch = epoch
+            out += [b for _, b in zip(range(3), dm.train_dataloader(), strict=False)]
+        return out
+
+    reads = []
+    real = datamodule.load_sample
+    monkeypatch.setattr(datamodule, "load_sample", lambda s: reads.append(s.id) or real(s))
+    plain, cached = batches(False), batches(True)
+    plain_reads, cached_reads = reads[:24], reads[24:]  # uncached: every draw reads its file
+    assert len(plain_reads) == 2 * 3 * 4 and len(set(plain_reads)) < 24  # epoch 2 redraws some samples
+    assert len(cached_reads) == len(set(cached_reads)) == len(set(plain_reads))  # cached: each one once
+    for (a_img, a_mask), (b_img, b_mask) in zip(plain, cached, strict=True):
+        torch.testing.assert_close(a_img, b_img, rtol=0, atol=0)
+        assert torch.equal(a_mask, b_mask)
+    assert not torch.equal(cached[0][0], cached[3][0])  # epoch 1 draws other crops of the same images
+
+
 def test_generated_default_appears_on_first_use(tmp_path):
     gen = {
         "seed": 1,

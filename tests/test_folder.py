@@ -260,7 +260,9 @@ def test_table2_sweep_on_the_folder_layout(tiny_data, tiny_folder, tmp_path):
     proc = run_sweep(sweep, str(tiny_folder), tmp_path, "data=folder", f"pretrain.data_root={tiny_data}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     jobs = sorted(p.name for p in sweep.iterdir() if p.is_dir())
-    assert jobs == sorted(f"{v}_seed0" for v in ("fcn32s_fixed", "fcn32s", "fcn16s", "fcn8s", "fcn32s_mid", "fcn32s_long"))
+    assert jobs == sorted(
+        f"{v}_seed0" for v in ("fcn32s_fixed", "fcn32s", "fcn16s", "fcn8s", "fcn32s_mid", "fcn32s_long")
+    )
     results = {j: json.loads((sweep / j / "results.json").read_text()) for j in jobs}
     assert all(r["status"] == "ok" and r["protocol"] == "folder" for r in results.values())
     assert results["fcn16s_seed0"]["init_from"] == str(sweep / "fcn32s_seed0/checkpoints/best.ckpt")

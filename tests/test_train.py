@@ -131,7 +131,7 @@ def test_table2_voc_heavy_preset_is_the_reference_recipe(tmp_path):
 
 
 def test_table2_sweep_stages_and_control(tmp_path):
-    """Every row is one stage; the control chain fcn32s -> fcn32s_mid -> fcn32s_long mirrors 32s -> 16s -> 8s."""
+    """One stage a row; the control chain fcn32s -> fcn32s_mid -> fcn32s_long mirrors 32s -> 16s -> 8s."""
     stage_epochs = make_cfg("table2", ["model=fcn32s"], tmp_path).stage_epochs
     for model in ("fcn32s", "fcn16s", "fcn8s", "fcn32s_mid", "fcn32s_long"):
         assert make_cfg("table2", [f"model={model}"], tmp_path).trainer.max_epochs == stage_epochs

@@ -21,10 +21,16 @@ from fcnlab.errors import FCNLabError
 
 
 class SegmentationDataset(Dataset):
-    """Samples read from disk and passed through a paired v2 transform."""
+    """Samples read from disk and passed through a paired v2 transform.
 
-    def __init__(self, samples: list[Sample], transform) -> None:
+    ``cache``: keep each sample as decoded the first time it is read (uint8 image and labels, about
+    4 bytes a pixel), so later epochs only augment; for data that fits in memory (the generated set:
+    ~0.1 GB). Each loader worker holds the samples it has read.
+    """
+
+    def __init__(self, samples: list[Sample], transform, cache: bool = False) -> None:
         self.samples, self.transform = samples, transform
+        self._decoded: dict[int, tuple[torch.Tensor, torch.Tensor]] | None = {} if cache else None
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -32,13 +38,20 @@ class SegmentationDataset(Dataset):
     def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         """An index, or ``(index, seed)`` from an ``EpochSampler``: the seed fixes the augmentation."""
         index, seed = key if isinstance(key, tuple) else (key, None)
-        image, mask = load_sample(self.samples[index])
+        if self._decoded is None:
+            image, mask = load_sample(self.samples[index])
+        elif (pair := self._decoded.get(index)) is not None:
+            image, mask = pair  # the transforms return new tensors: the cached ones stay as read
+        else:
+            image, mask = self._decoded[index] = load_sample(self.samples[index])
         image, mask = tv_tensors.Image(image), tv_tensors.Mask(mask)
         if seed is None:
             image, mask = self.transform(image, mask)
         else:  # same crop/flip for this sample and epoch whatever the worker, process or restart
             with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
+                # The CPU generator only: what the transforms draw from. torch.manual_seed would also
+                # queue a seeding of every lazily initialised accelerator, with a stack trace, per sample.
+                torch.default_generator.manual_seed(seed)
                 image, mask = self.transform(image, mask)
         return image.as_subclass(torch.Tensor), mask.as_subclass(torch.Tensor)
 
@@ -74,6 +87,7 @@ class SegmentationDataModule(L.LightningDataModule):
     colour the classes everywhere downstream: logs, ``results.json``, checkpoints, predicted masks.
     ``input_space`` (``fcnlab.data.input_space``) is the model's: ``fcnlab-train`` resolves it from
     ``input_space`` and the weights, ``fcnlab-eval`` takes it from the checkpoint.
+    ``cache`` keeps samples decoded in memory after their first read (see :class:`SegmentationDataset`).
     """
 
     def __init__(
@@ -96,8 +110,10 @@ class SegmentationDataModule(L.LightningDataModule):
         limit_val: int | None = None,
         num_classes: int | None = None,
         check: str = "headers",
+        cache: bool = False,
     ) -> None:
         super().__init__()
+        self.cache = bool(cache)
         self.check = check  # checked by setup(): an error raised here would reach the user wrapped by Hydra
         self.root, self.protocol, self.generate = Path(root), protocol, generate
         self.class_names = check_class_names(
@@ -152,8 +168,8 @@ class SegmentationDataModule(L.LightningDataModule):
             for key, name in self.split_names().items():
                 (self.split_dir / f"{name}.txt").write_text("\n".join(ids[key]) + "\n")
         tf = train_transform(self.crop_size, self.scale_range, self.hflip, self.input_space)
-        self.train_set = SegmentationDataset(train, tf)
-        self.val_set = SegmentationDataset(val, eval_transform(self.input_space))
+        self.train_set = SegmentationDataset(train, tf, self.cache)
+        self.val_set = SegmentationDataset(val, eval_transform(self.input_space), self.cache)
 
     def _current_epoch(self) -> int:
         if self._resume_epoch is not None:  # the first train iterator after a resume

@@ -44,7 +44,7 @@ def grid(overrides: list[str]) -> list[list[str]]:
         key = o.get_key_element()
         if o.is_sweep_override():
             if not o.is_discrete_sweep():
-                raise ValueError(f"{key}: the staged sweeper takes lists of values (a,b,c), not ranges")
+                raise ValueError(f"{key}: the staged sweeper takes lists (a,b,c) or ranges, not intervals")
             values[key] = [f"{key}={v}" for v in o.sweep_string_iterator()]
         else:
             values[key] = [f"{key}={o.get_value_element_as_str()}"]
