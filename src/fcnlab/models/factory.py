@@ -64,5 +64,4 @@ def create_model(
     net = MODELS[name](VGGBackbone(classifier.features, fc, spec, geometry), num_classes, learn_upsampling)
     if freeze_backbone:
         net.backbone.requires_grad_(False)
-    # NHWC: the CPU's oneDNN convolutions (and cuDNN's) run faster in it (docs/performance.md).
-    return net.to(memory_format=torch.channels_last)
+    return net.to(memory_format=torch.channels_last) if spec.nhwc_weights else net

@@ -103,7 +103,7 @@ class FCN(nn.Module):
             raise ValueError(f"{name}: output starts {-self.crop} px inside the image; geometry is broken")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        feats = self.backbone(x.contiguous(memory_format=torch.channels_last))  # as create_model's weights
+        feats = self.backbone(x)
         score = self.score_fr(feats["fc7"])
         for layer, fusion in self.fusions.items():
             score = fusion(score, feats[layer])

@@ -28,6 +28,9 @@ class VGGSpec:
     fc_width: int = 4096
     pool5_size: int = 7  # 224 px / 32; fc6 becomes a pool5_size × pool5_size convolution
     dropout: float = 0.5  # after fc6 and fc7, as VGG16 and the FCN paper ("dropout kept")
+    # Weights in NHWC (channels_last) too, not only the activations: measured faster for the narrow
+    # tiny net on CPU, slower and larger for VGG16 (docs/performance.md).
+    nhwc_weights: bool = False
 
     @property
     def native_input(self) -> int:
@@ -48,7 +51,13 @@ def vgg16_tiny_spec(width_divisor: int = 8, pool5_size: int = 3, dropout: float 
     if width_divisor < 1 or 512 % width_divisor:
         raise ValueError(f"width_divisor must divide 512, got {width_divisor}")
     widths = tuple(w // width_divisor for w in VGGSpec.widths)
-    return VGGSpec(widths=widths, fc_width=4096 // width_divisor, pool5_size=pool5_size, dropout=dropout)
+    return VGGSpec(
+        widths=widths,
+        fc_width=4096 // width_divisor,
+        pool5_size=pool5_size,
+        dropout=dropout,
+        nhwc_weights=True,
+    )
 
 
 BACKBONES = {"vgg16": vgg16_spec, "vgg16_tiny": vgg16_tiny_spec}  # name -> spec builder (its defaults)

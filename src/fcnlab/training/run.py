@@ -22,6 +22,7 @@ from fcnlab.config import rank_suffix
 from fcnlab.errors import FCNLabError
 from fcnlab.models.vgg import backbone_options
 from fcnlab.runinfo import git_sha, hardware, versions, write_json
+from fcnlab.training.allocator import keep_freed_memory
 from fcnlab.training.checks import build, check_config, check_resume_fits, check_scalars
 from fcnlab.training.distributed import use_job_commands_for_ranks
 from fcnlab.training.rundir import (
@@ -122,6 +123,7 @@ def train(cfg: DictConfig) -> dict:
     """Fit, then re-validate the best checkpoint; returns (and writes) the results record."""
     start = time.perf_counter()
     torch.set_flush_denormal(True)  # random-init nets on CPU can crawl on denormal floats
+    keep_freed_memory()  # large per-step tensors reuse heap memory (fcnlab.training.allocator)
     check_scalars(cfg)
     if cfg.get("torch_threads"):  # sweeps running jobs side by side give each its share of the cores
         torch.set_num_threads(int(cfg.torch_threads))
