@@ -49,10 +49,20 @@ def versions() -> dict[str, str]:
     return {"python": platform.python_version(), **{k: m.__version__ for k, m in mods.items()}}
 
 
+def cpu_model() -> str:
+    """The CPU's model name: /proc/cpuinfo's ``model name`` (``lscpu``'s Model name), else the platform's."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def hardware() -> str:
     import torch
 
     if torch.cuda.is_available():
         return f"{torch.cuda.device_count()}x {torch.cuda.get_device_name(0)}"
-    cpu = platform.processor() or platform.machine()
-    return f"CPU {cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} threads"
+    return f"CPU {cpu_model()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads"

@@ -7,7 +7,6 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -127,14 +126,3 @@ def peak_gflops(device: torch.device, reps: int, quick: bool = False, bf16: bool
     }
 
 
-def cpu_model() -> str:
-    """The CPU's model name: /proc/cpuinfo's ``model name`` (``lscpu``'s Model name), else the platform's."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or platform.machine()

@@ -18,9 +18,8 @@ import time
 import torch
 
 from fcnlab.bench import aggregate, measure, peak, pipeline, report
-from fcnlab.bench.measure import cpu_model
 from fcnlab.bench.peers import VERSION, import_torchfcn
-from fcnlab.runinfo import git_sha, hardware, versions
+from fcnlab.runinfo import cpu_model, git_sha, hardware, versions
 
 
 def run_child(spec: dict, mmap_threshold: int | None = None) -> dict:

@@ -19,11 +19,10 @@ import sys
 import time
 from pathlib import Path
 
-from fcnlab.bench.measure import cpu_model
 from fcnlab.bench.stage_profiler import BACKWARD, DATA, FORWARD, OPTIMIZER, STAGES
 from fcnlab.bench.stages import T0_ENV
 from fcnlab.errors import FCNLabError
-from fcnlab.runinfo import git_sha, versions
+from fcnlab.runinfo import cpu_model, git_sha, versions
 
 EXIT = "exit: interpreter teardown (after the record)"
 PROFILER = "fcnlab.bench.stage_profiler.StageProfiler"
