@@ -327,7 +327,9 @@ def test_unknown_names_list_the_valid_ones():
 def test_backbone_defaults_live_with_the_backbone():
     """Options are the backbone's own defaults plus overrides; another backbone's options are refused."""
     assert backbone_options("vgg16_tiny") == {"width_divisor": 8, "pool5_size": 3, "dropout": 0.0}
-    tiny_spec = VGGSpec(widths=(8, 16, 32, 64, 64), fc_width=512, pool5_size=3, dropout=0.0)
+    tiny_spec = VGGSpec(
+        widths=(8, 16, 32, 64, 64), fc_width=512, pool5_size=3, dropout=0.0, nhwc_weights=True
+    )
     assert backbone_spec("vgg16_tiny") == backbone_spec("vgg16_tiny", {}) == tiny_spec
     assert backbone_options("vgg16_tiny", {"width_divisor": 4}) == {
         "width_divisor": 4,

@@ -22,6 +22,7 @@ def plain_loop(data_root: str) -> tuple[dict, float]:
     train = _loader(root / "train", True, SETTINGS["batch_size"], SETTINGS["num_workers"], SETTINGS["seed"])
     val = _loader(root / "val", False, 100, 0, SETTINGS["seed"])
     model = VGGClassifier(vgg16_tiny_spec(), len(train.dataset.classes), batch_norm=True)
+    model = model.to(memory_format=torch.channels_last)  # as pretrain_backbone runs the tiny net (NHWC)
     lr, steps = SETTINGS["lr"], SETTINGS["epochs"] * len(train)
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4, nesterov=True)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps, pct_start=0.15)
@@ -56,7 +57,8 @@ def test_pretraining_equals_a_plain_loop_and_saves_a_torchvision_layout(tiny_dat
     assert "train/loss_epoch" in rows[0] and "val/acc" in rows[0]
     last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
     assert last["epoch"] == SETTINGS["epochs"] - 1
-    assert sorted(p.name for p in out.parent.iterdir()) == ["tiny", "tiny.json", "tiny.pth"]  # no temp file
+    kept = sorted(p.name for p in out.parent.iterdir())
+    assert kept == [".tiny.pth.lock", "tiny", "tiny.json", "tiny.pth"]  # no temp file; the lock stays, free
 
     stamp = out.stat().st_mtime_ns
     assert pretrain_backbone(tiny_data, out, **SETTINGS) == summary and out.stat().st_mtime_ns == stamp

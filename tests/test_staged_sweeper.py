@@ -25,7 +25,7 @@ def test_grid_is_the_product_in_order_and_the_command_line_wins():
         ["model=a", "seed=2", "lr=1"],
     ]
     assert len(jobs) == 6 and jobs[-1] == ["model=b", "seed=2", "lr=1"]
-    with pytest.raises(ValueError, match="lists of values"):
+    with pytest.raises(ValueError, match="not intervals"):
         grid(["lr=interval(1,3)"])
 
 

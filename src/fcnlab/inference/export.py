@@ -121,7 +121,9 @@ def _runtime_failure(error: Exception) -> str:
 
 def export_onnx(model: nn.Module, path: Path, exporter: str, opset: int) -> int:
     """Write ``model`` as a self-contained ONNX file with dynamic batch, height and width; its opset."""
-    graph = LogitsGraph(model).eval()
+    # NCHW weights (the tiny net trains with NHWC ones): NHWC strides would pin the exported graph's
+    # height and width to guards on the example's size instead of leaving them dynamic.
+    graph = LogitsGraph(model.to(memory_format=torch.contiguous_format)).eval()
     example = torch.randn(2, 3, 64, 80)
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), _quiet_loggers():
         warnings.simplefilter("ignore")

@@ -52,13 +52,12 @@ class SkipFusion(nn.Module):
         self.out_map = skip_map if d >= 0 else up_map
 
     def forward(self, coarse: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        up = self.upsample(coarse)
         score = self.score(skip * self.scale if self.scale != 1.0 else skip)
         cu, cs = self.crop_coarse, self.crop_skip
-        up_h, up_w = (self.upsample.full_size(n) for n in coarse.shape[-2:])
-        h = min(up_h - cu, score.shape[-2] - cs)
-        w = min(up_w - cu, score.shape[-1] - cs)
-        up = self.upsample(coarse, cu, (h, w))
-        return up + score[..., cs : cs + h, cs : cs + w]
+        h = min(up.shape[-2] - cu, score.shape[-2] - cs)
+        w = min(up.shape[-1] - cu, score.shape[-1] - cs)
+        return up[..., cu : cu + h, cu : cu + w] + score[..., cs : cs + h, cs : cs + w]
 
     def extra_repr(self) -> str:
         return f"scale={self.scale}, crop_coarse={self.crop_coarse}, crop_skip={self.crop_skip}"
@@ -108,9 +107,6 @@ class FCN(nn.Module):
         for layer, fusion in self.fusions.items():
             score = fusion(score, feats[layer])
         h, w, c = x.shape[-2], x.shape[-1], self.crop
-        full = tuple(self.upscore.full_size(n) for n in score.shape[-2:])
-        if full[0] < c + h or full[1] < c + w:
-            raise RuntimeError(f"{self.name}: upsampled map {full} cannot cover {h}x{w}")
         return self.upscore(score, c, (h, w))  # only the crop is computed (fixed upsampling)
 
 

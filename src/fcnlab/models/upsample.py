@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -63,6 +64,15 @@ class BilinearUpsample(nn.Module):
         """The upsampled map, or its ``size`` (h, w) window starting at (offset, offset)."""
         full = (self.full_size(x.shape[-2]), self.full_size(x.shape[-1]))
         h, w = size if size is not None else (full[0] - offset, full[1] - offset)
+        if torch.compiler.is_compiling() or torch.compiler.is_exporting() or torch.jit.is_tracing():
+            # Export and compile see the plain (depthwise) deconvolution and a crop, with no checks on
+            # the sizes (each would become a guard on the input's): shape-generic ONNX, as before.
+            if self.learnable:
+                full_map = self.deconv(x)
+            else:
+                kernel = torch.outer(self.taps, self.taps).to(x.dtype).expand(self.channels, 1, -1, -1)
+                full_map = F.conv_transpose2d(x, kernel, stride=self.factor, groups=self.channels)
+            return full_map[..., offset : offset + h, offset : offset + w]
         if offset < 0 or offset + h > full[0] or offset + w > full[1]:
             raise RuntimeError(f"upsampled map {full} cannot cover {h}x{w} at offset {offset}")
         if self.learnable:
