@@ -124,5 +124,3 @@ def peak_gflops(device: torch.device, reps: int, quick: bool = False, bf16: bool
         "peak_matmul_shape": f"{n}x{n} @ {n}x{n}",
         "flop_counter_check": {"conv": f"{c}->{c} 3x3 on {s}x{s}", "counted": counted, "analytic": analytic},
     }
-
-
