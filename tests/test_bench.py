@@ -141,6 +141,14 @@ def test_time_calls_warms_up_once_then_takes_reps_and_min_seconds():
     assert sum(times) >= 10  # calls go on until the minimum time is covered
 
 
+def test_bf16_mixed_runs_under_the_trainers_autocast_and_32_true_under_none():
+    with bench.autocast("bf16-mixed", torch.device("cpu"))():
+        assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+        assert not torch.is_autocast_cache_enabled()  # as Lightning's bf16-mixed: weights recast each step
+    with bench.autocast("32-true", torch.device("cpu"))():
+        assert not torch.is_autocast_enabled("cpu")
+
+
 @pytest.mark.parametrize(
     "argv",
     [
