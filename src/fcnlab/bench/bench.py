@@ -130,12 +130,13 @@ def time_calls(fn, reps: int, device: torch.device, min_seconds: float = 1.0) ->
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     fn()
     sync()
-    times: list[float] = []
-    while len(times) < reps or sum(times) < 1000 * min_seconds:
+    times, total = [], 0.0
+    while len(times) < reps or total < 1000 * min_seconds:
         start = time.perf_counter()
         fn()
         sync()  # queued GPU work belongs to the call that queued it
         times.append(1000 * (time.perf_counter() - start))
+        total += times[-1]
     return times
 
 
