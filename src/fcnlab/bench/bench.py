@@ -95,6 +95,7 @@ def build(spec: dict) -> nn.Module:
 
 
 def count_flops(fn) -> int:
+    """FLOPs ``fn`` runs by torch's counter (a multiply-add is 2); imported late: it grows a process."""
     from torch.utils.flop_counter import FlopCounterMode
 
     with FlopCounterMode(display=False) as counter:
