@@ -18,6 +18,7 @@ SEED_LIST := $(shell seq -s, 0 $$(( $(SEEDS) - 1 )))
 PEERS  := $(VENV)/.peers-torchfcn-1.9.7
 VOC    ?=
 WEIGHTS ?=
+PROFILE_MODEL ?= fcn32s
 
 .PHONY: help install peers test test-fast lint reproduce-table2 eval-tta report bench table2-profile verify-voc gpu-check clean
 
@@ -68,11 +69,14 @@ eval-tta: $(STAMP)  ## ms+flip mean IU of the current sweep (or SWEEP_DIR=...), 
 report: $(STAMP)  ## rebuild results/table2.* from the current sweep (or SWEEP_DIR=results/runs/...)
 	@dir=$$($(call PICK_SWEEP,)) || exit $$?; $(VENV)/bin/fcnlab-report "$$dir" --out results
 
-bench: $(PEERS)  ## FCN-32s/16s/8s vs torchfcn and this CPU's peak -> results/bench.json (BENCH_ARGS=--quick)
+bench: $(PEERS)  ## FCN-32s/16s/8s beside torchfcn, against this machine's peak -> results/bench.json (BENCH_ARGS=--quick)
 	$(VENV)/bin/fcnlab-bench $(BENCH_ARGS)
 
-table2-profile: $(STAMP)  ## one Table 2 row run for real, its wall time per stage -> results/table2_profile.json (PROFILE_ARGS="--model fcn8s --epochs 2")
-	$(VENV)/bin/fcnlab-bench --table2-profile $(PROFILE_ARGS)
+table2-profile: $(STAMP)  ## one Table 2 row under Lightning's profiler (debug=profile) -> its folder's fit-profile.txt (PROFILE_MODEL=fcn8s)
+	@dir=$$($(call PICK_SWEEP,)) || exit $$?; run=outputs/profile/$(PROFILE_MODEL)_$$(date +%Y-%m-%d_%H-%M-%S); \
+	$(VENV)/bin/fcnlab-train --config-name table2 model=$(PROFILE_MODEL) debug=profile \
+	  "hydra.sweep.dir=$$dir" "hydra.run.dir=$$run" $(PROFILE_ARGS) || exit $$?; \
+	head -n 16 "$$run/fit-profile.txt"; echo "== the whole table: $$run/fit-profile.txt"
 
 verify-voc: $(STAMP)  ## the release's nets on your seg11valid vs their published scores: make verify-voc VOC=/data/voc [WEIGHTS=dir]
 	@test -n "$(VOC)" || { echo "error: VOC= is empty; make verify-voc VOC=/path/holding/VOCdevkit_and_benchmark_RELEASE"; exit 2; }

@@ -1,5 +1,4 @@
-"""``make bench``: fcnlab's FCNs timed beside torchfcn and this machine's measured peak.
+"""Measurement: ``make bench`` (:mod:`fcnlab.bench.bench`, run by ``fcnlab-bench``) and ``make gpu-check``.
 
-``fcnlab-bench`` (:mod:`fcnlab.cli.bench`) runs it (``--help`` for the filters); each model is
-measured in its own process by :mod:`fcnlab.bench.child`, and the result lands in ``results/bench.json``.
+``fcnlab.bench.peers`` imports the peer implementation, torchfcn; ``fcnlab.bench.gpu_check`` stands alone.
 """

@@ -4,9 +4,10 @@ A CPU training step allocates and frees the same few large tensors every step (t
 and their gradients: 22 MB each for the tiny default's batch of 16 at 128 px). Under glibc's default,
 blocks that large are mapped fresh and unmapped on free, or the heap above them is trimmed, so every
 step page-faults and zeroes them again. A fixed mmap threshold at glibc's 64-bit maximum (32 MiB, which
-also stops glibc from moving it) and a 1 GiB trim threshold make them reuse heap memory: 15-25 %
-shorter steps on the default (docs/performance.md). The peak resident memory is what the step needs
-anyway; freed memory up to 1 GiB stays with the process until it exits.
+also stops glibc from moving it) and a 1 GiB trim threshold make them reuse heap memory (the measured
+gain: docs/performance.md). The peak resident memory is what the step needs anyway; freed memory up to
+1 GiB stays with the process until it exits. ``fcnlab-train`` and each of ``make bench``'s timed
+processes call :func:`keep_freed_memory`: the one place fcnlab tunes glibc.
 """
 
 from __future__ import annotations
