@@ -138,7 +138,12 @@ def check_config(cfg: DictConfig) -> None:
     if str(cfg.data.get("_target_", "")).endswith(".FolderDataModule"):  # before any pretraining
         from fcnlab.data.folder import require_usable
 
-        require_usable(cfg.data.root, cfg.data.void_index, cfg.data.reduce_zero_label)
+        require_usable(
+            cfg.data.root,
+            cfg.data.void_index,
+            cfg.data.reduce_zero_label,
+            cfg.data.get("allow_overlap", False),
+        )
     weights = OmegaConf.select(cfg, "loss.class_weights", default=None)
     if weights is not None and cfg.data.num_classes is not None:
         from fcnlab.data.class_weights import MEDIAN_FREQUENCY, check_weight_list, resolve_class_weights
