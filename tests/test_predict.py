@@ -21,6 +21,7 @@ from omegaconf import open_dict
 from PIL import Image
 from torch.utils.data import DataLoader, TensorDataset
 
+from fcnlab.atomic import OUTPUTS_MANIFEST
 from fcnlab.config import CONF_DIR
 from fcnlab.data.classes import voc_palette
 from fcnlab.errors import FCNLabError
@@ -123,7 +124,7 @@ def test_mixed_folder(ckpt, tmp_path):
     assert record["ignored_files"] == 1  # notes.txt; hidden files are not counted
     sizes = {"a_one_pixel": (1, 1), "b_odd": (131, 97), "c_grey": (80, 64), "d_rgba": (17, 33)}
     sizes["f_whole"] = (50, 40)
-    written = sorted([*(f"{s}.png" for s in sizes), "overlay", "legend.png", "classes.txt"])
+    written = sorted([*(f"{s}.png" for s in sizes), "overlay", "legend.png", "classes.txt", OUTPUTS_MANIFEST])
     assert sorted(p.name for p in out.iterdir()) == written
     palette = voc_palette()
     for stem, size in sizes.items():
@@ -139,7 +140,7 @@ def test_mixed_folder(ckpt, tmp_path):
             original = np.asarray(Image.open(src / "f_whole.png"))
             assert np.array_equal(blended[labels == 0], original[labels == 0])
             assert (labels != 0).any() and not np.array_equal(blended, original)
-    assert not list(out.rglob(".*"))  # no temp file left behind
+    assert [p.name for p in out.rglob(".*")] == [OUTPUTS_MANIFEST]  # no temp file left behind
     assert digests(src) == before
     assert (tmp_path / "job" / "predict.json").is_file() and len(record["images"]) == 5
 

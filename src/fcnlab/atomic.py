@@ -145,9 +145,20 @@ def foreign_files(folder: str | os.PathLike, names: Iterable[str]) -> list[Path]
     return foreign
 
 
+@contextlib.contextmanager
+def _folder_locked(folder: Path) -> Iterator[None]:
+    """An exclusive ``flock`` on the folder itself (no lock file left among the outputs)."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 def _update_manifest(folder: Path, command: str, names: list[str], stamped: bool) -> None:
     manifest = folder / OUTPUTS_MANIFEST
-    with exclusive(manifest):  # two commands writing into one folder: each keeps the other's entries
+    with _folder_locked(folder):  # two commands writing into one folder: each keeps the other's entries
         entries = _manifest(folder)
         for name in names:
             path = folder / name
