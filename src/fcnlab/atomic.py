@@ -168,6 +168,9 @@ def _update_manifest(folder: Path, command: str, names: list[str], stamped: bool
                 entries[name] = {"by": command, **_stamp(path)}
             else:  # claimed, never written (the run failed first)
                 entries.pop(name, None)
+        if not entries:  # nothing written after all (the command failed first): no trace
+            manifest.unlink(missing_ok=True)
+            return
         about = "files fcnlab commands wrote here, which they may replace"
         write_json(manifest, {"about": about, "files": entries})
 
