@@ -16,15 +16,20 @@ import sys
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import CompactHydraException
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from fcnlab.config import CONF_DIR
-from fcnlab.errors import FCNLabError, one_line
+from fcnlab.errors import INTERRUPTED, FCNLabError, by_ctrl_c, interrupted_line, one_line
 from fcnlab.training.distributed import ddp_job_scope
 from fcnlab.training.run import fail_record, train
 
 log = logging.getLogger("fcnlab.train")
+
+
+class JobFailed(CompactHydraException):
+    """A multirun job's one-line error: Hydra prints it as it is at the sweep's end, no traceback."""
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
@@ -34,10 +39,17 @@ def main(cfg: DictConfig) -> float:
             results = train(cfg)
     except FCNLabError as e:
         fail_record(cfg, one_line(e))
+        print(f"error: {one_line(e)}", file=sys.stderr, flush=True)
         if HydraConfig.get().mode == RunMode.MULTIRUN:
-            raise  # this job fails; the sweep goes on and the report marks the row
-        print(f"error: {one_line(e)}", file=sys.stderr)
+            # This job fails; the sweep goes on, exits non-zero at its end, and the report marks the row.
+            raise JobFailed(f"error: {one_line(e)}") from None
         sys.exit(2)
+    except (KeyboardInterrupt, SystemExit) as e:  # Ctrl-C (Lightning's fit turns it into sys.exit(1))
+        if not by_ctrl_c(e):
+            raise
+        where = f"{cfg.paths.output_dir}; the same command resumes the run"
+        print(interrupted_line(where), file=sys.stderr, flush=True)
+        sys.exit(INTERRUPTED)
     finally:
         if "wandb" in sys.modules:
             from fcnlab.wandb_runs import finish_wandb

@@ -17,6 +17,7 @@ import torch
 from omegaconf import DictConfig
 
 from fcnlab.errors import FCNLabError
+from fcnlab.inference.budget import describe, is_out_of_memory
 from fcnlab.models.inference import InferSettings, infer_settings
 from fcnlab.runinfo import write_json
 
@@ -76,7 +77,15 @@ def evaluate_checkpoint(cfg: DictConfig, ckpt: str, data: DictConfig, settings: 
         cfg.trainer, logger=False, callbacks=[], enable_progress_bar=False, enable_checkpointing=False
     )
     start = time.perf_counter()
-    trainer.validate(module, datamodule=datamodule, verbose=False)
+    try:
+        trainer.validate(module, datamodule=datamodule, verbose=False)
+    except Exception as e:
+        if not is_out_of_memory(e):
+            raise
+        raise FCNLabError(
+            f"ckpt={ckpt}: out of memory while evaluating ({describe(settings)}); lower infer.scales or "
+            "infer.crop (infer=slide), or use another device"
+        ) from None
     seconds = time.perf_counter() - start
     images = len(trainer.val_dataloaders.dataset)
     scores = module.last_scores
