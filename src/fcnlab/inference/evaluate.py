@@ -16,10 +16,12 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
+from fcnlab.atomic import foreign_files, own_outputs, write_json
 from fcnlab.errors import FCNLabError
 from fcnlab.inference.budget import describe, is_out_of_memory
 from fcnlab.models.inference import InferSettings, infer_settings
-from fcnlab.runinfo import write_json
+
+EVAL_JSON = "eval.json"  # the run folder's record (a sweep's pass: the summary; each job: results_tta.json)
 
 
 def _short(names: list[str], limit: int = 6) -> str:
@@ -51,12 +53,19 @@ def check_same_classes(ckpt: str, module, datamodule) -> list[str]:
 def evaluate(cfg: DictConfig) -> dict:
     """One checkpoint (``ckpt=``) or, with ``sweep=<dir>``, every finished job of a sweep."""
     settings = infer_settings(cfg.get("infer"))  # before anything is loaded
-    if cfg.get("sweep"):
-        from fcnlab.inference.sweep_eval import evaluate_sweep
+    out_dir = Path(cfg.paths.output_dir)
+    if foreign := foreign_files(out_dir, [EVAL_JSON]):
+        raise FCNLabError(
+            f"hydra.run.dir={out_dir}: {foreign[0]} exists and fcnlab-eval did not write it; choose another "
+            "hydra.run.dir"
+        )
+    with own_outputs(out_dir, [EVAL_JSON], "fcnlab-eval"):
+        if cfg.get("sweep"):
+            from fcnlab.inference.sweep_eval import evaluate_sweep
 
-        return evaluate_sweep(cfg, settings)
-    result = evaluate_checkpoint(cfg, str(cfg.ckpt), cfg.data, settings)
-    write_json(Path(cfg.paths.output_dir) / "eval.json", result)
+            return evaluate_sweep(cfg, settings)
+        result = evaluate_checkpoint(cfg, str(cfg.ckpt), cfg.data, settings)
+        write_json(out_dir / EVAL_JSON, result)
     return result
 
 

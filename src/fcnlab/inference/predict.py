@@ -25,6 +25,7 @@ net's activations no longer grow with the image, but the decoded image and the c
 
 from __future__ import annotations
 
+import contextlib
 import resource
 import sys
 import time
@@ -226,8 +227,10 @@ def predict(cfg: DictConfig, report: Callable[[str], None] = _stderr) -> dict:
             f"input={legend_clash}: its mask would be {output / LEGEND_PNG}, the class legend's name; "
             "rename that image"
         )
-    names = _output_names(output, plan)
-    if not cfg.get("overwrite", False) and (foreign := foreign_files(output.resolve(), names)):
+    outputs = {output.resolve(): _output_names(output, plan)}  # folder -> the files written there
+    outputs.setdefault(Path(cfg.paths.output_dir).resolve(), []).append("predict.json")
+    foreign = [path for folder, names in outputs.items() for path in foreign_files(folder, names)]
+    if not cfg.get("overwrite", False) and foreign:
         raise FCNLabError(
             f"output={output}: {len(foreign)} file(s) there were not written by fcnlab-predict (first: "
             f"{foreign[0]}); choose another output folder, or overwrite=true to replace them"
@@ -237,7 +240,9 @@ def predict(cfg: DictConfig, report: Callable[[str], None] = _stderr) -> dict:
     module, model = _load_checkpoint(cfg, device)
     palette = class_palette(module.class_colors, module.model.num_classes)
     _make_output_dir(output)
-    with own_outputs(output.resolve(), names, "fcnlab-predict"):  # a re-run may replace them
+    with contextlib.ExitStack() as owned:  # recorded as fcnlab-predict's: the same command may replace them
+        for folder, names in outputs.items():
+            owned.enter_context(own_outputs(folder, names, "fcnlab-predict"))
         legend = write_legend(output, list(module.class_names), palette)
         done, errors, model_seconds, start = [], [], 0.0, time.perf_counter()
         for src, mask_path, overlay_path in plan:
@@ -260,10 +265,10 @@ def predict(cfg: DictConfig, report: Callable[[str], None] = _stderr) -> dict:
                     "ms": round(1000 * (time.perf_counter() - t0), 1),
                 }
             )
-    timing = (time.perf_counter() - start, model_seconds)
-    record = {**_record(cfg, source, output, device, module, done, errors, ignored, timing), **legend}
-    record.update(infer=settings.as_dict(), peak_rss_mib=peak_rss_mib())
-    write_json(Path(cfg.paths.output_dir) / "predict.json", record)
+        timing = (time.perf_counter() - start, model_seconds)
+        record = {**_record(cfg, source, output, device, module, done, errors, ignored, timing), **legend}
+        record.update(infer=settings.as_dict(), peak_rss_mib=peak_rss_mib())
+        write_json(Path(cfg.paths.output_dir) / "predict.json", record)
     return record
 
 
