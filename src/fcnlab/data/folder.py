@@ -55,8 +55,8 @@ def _files(folder: Path, problems: list[str], masks: bool, notes: list[str]) -> 
         shown = ", ".join(p.name + ("/" if p.is_dir() else "") for p in skipped[:SHOWN])
         notes.append(
             f"{folder}: {len(skipped)} entr{'y is' if len(skipped) == 1 else 'ies are'} not read (first: "
-            f"{shown}); only {'PNG masks' if masks else 'image files'} directly in this folder are "
-            "(subfolders are not searched)"
+            f"{shown}): only the {'PNG masks' if masks else 'image files'} directly in this folder are, "
+            "subfolders are not searched"
         )
     for path in sorted(folder.iterdir()):
         if path.name.startswith(".") or not path.is_file():

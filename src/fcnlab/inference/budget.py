@@ -1,7 +1,7 @@
 """What test-time inference on one image will cost, known before it runs: forward passes and memory.
 
-``fcnlab-predict`` uses it to say so before long work (more than :data:`MANY_FORWARDS` forward
-passes: a line, then progress) and to refuse, in one line with the estimate, an image whose
+``fcnlab-predict`` uses it to say so before long work (more than :data:`MANY_WINDOWS` windows:
+a line, then progress) and to refuse, in one line with the estimate, an image whose
 inference cannot fit in the memory this machine has free; an allocation that fails anyway becomes
 one line naming ``infer.scales`` / ``infer.crop`` (:func:`out_of_memory_line`).
 
@@ -13,7 +13,6 @@ window batch. The net's other layers, on smaller maps, add to it.
 
 from __future__ import annotations
 
-import math
 import re
 import time
 from collections.abc import Callable
@@ -23,7 +22,8 @@ from torch import nn
 
 from fcnlab.models.inference import InferSettings, window_starts
 
-MANY_FORWARDS = 10_000  # beyond this many forward passes for one image, fcnlab-predict says so first
+MANY_WINDOWS = 10_000  # beyond this many windows for one image, fcnlab-predict says so first
+PROGRESS_EVERY_S = 10.0  # then a progress line this often
 _FLOAT = 4
 
 
@@ -31,19 +31,17 @@ def _scaled(h: int, w: int, scale: float) -> tuple[int, int]:
     return max(1, round(h * scale)), max(1, round(w * scale))  # as infer_logits scales a view
 
 
-def forward_passes(h: int, w: int, settings: InferSettings) -> int:
-    """Forward passes of the net over an ``h`` x ``w`` image (windows x mirrored copies x scales)."""
+def window_count(h: int, w: int, settings: InferSettings) -> int:
+    """Windows the net runs on for an ``h`` x ``w`` image: windows x mirrored copies, over the scales
+    (``settings.batch`` of them share a forward pass)."""
     total = 0
     for scale in settings.scales:
         sh, sw = _scaled(h, w, scale)
+        windows = 1
         if settings.mode == "slide":
-            n = len(window_starts(sh, settings.crop, settings.stride)) * len(
-                window_starts(sw, settings.crop, settings.stride)
-            )
-        else:
-            n = 1
-        copies = 2 if settings.flip else 1
-        total += math.ceil(n * copies / settings.batch)
+            windows = len(window_starts(sh, settings.crop, settings.stride))
+            windows *= len(window_starts(sw, settings.crop, settings.stride))
+        total += windows * (2 if settings.flip else 1)
     return total
 
 
@@ -126,24 +124,24 @@ def is_out_of_memory(error: BaseException) -> bool:
 
 
 class CountedNet(nn.Module):
-    """The net, counting its forward passes and calling ``say(line)`` about every ``every`` seconds with
-    the progress through ``total`` passes (for inference that runs long)."""
+    """The net, counting the windows it runs on and calling ``say(line)`` about every
+    :data:`PROGRESS_EVERY_S` seconds with the progress through ``total`` windows (one image at a time)."""
 
-    def __init__(self, net: nn.Module, total: int, say: Callable[[str], None], every: float = 10.0) -> None:
+    def __init__(self, net: nn.Module, total: int, say: Callable[[str], None]) -> None:
         super().__init__()
-        self.net, self.total, self.say, self.every = net, total, say, every
+        self.net, self.total, self.say = net, total, say
         self.done, self.start = 0, time.monotonic()
         self.last = self.start
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.net(x)
-        self.done += 1
+        self.done += x.shape[0]
         now = time.monotonic()
-        if now - self.last >= self.every:
+        if now - self.last >= PROGRESS_EVERY_S:
             self.last = now
             left = (now - self.start) / self.done * (self.total - self.done)
             self.say(
-                f"{self.done:,}/{self.total:,} forward passes ({100 * self.done / self.total:.0f} %), "
+                f"{self.done:,}/{self.total:,} windows ({100 * self.done / self.total:.0f} %), "
                 f"about {left / 60:.1f} min left"
             )
         return out

@@ -13,7 +13,7 @@ overwritten: an output folder that is the input's folder, or any output path equ
 is refused before anything is written; nor is any file fcnlab-predict did not write itself (a
 manifest in the output folder lists its own, so the same command again replaces them) unless
 ``overwrite=true``. An image whose inference would need more memory than is free is refused with
-the estimate, and one of more than 10,000 forward passes is said so, then shown in progress
+the estimate, and one of more than 10,000 windows is said so, then shown in progress
 (:mod:`fcnlab.inference.budget`). Every PNG is written to a temporary name and renamed, so a
 killed run never leaves a half-written mask. Images go through the network one at a time at their
 own size, in the checkpoint's input space, exactly as the evaluation transform feeds them, and as
@@ -42,15 +42,15 @@ from fcnlab.data.classes import class_palette
 from fcnlab.data.input_space import InputSpace
 from fcnlab.errors import FCNLabError, one_line
 from fcnlab.inference.budget import (
-    MANY_FORWARDS,
+    MANY_WINDOWS,
     CountedNet,
     describe,
-    forward_passes,
     free_memory,
     is_out_of_memory,
     memory_bytes,
     out_of_memory_line,
     too_big_line,
+    window_count,
 )
 from fcnlab.inference.inputs import OVERLAY_DIR, list_inputs, normalize, plan_outputs, read_image
 from fcnlab.inference.legend import CLASSES_TXT, LEGEND_PNG, write_legend
@@ -166,10 +166,10 @@ def _segment_file(
         need, free = memory_bytes(h, w, settings, model, model.num_classes), free_memory(device)
         if free is not None and need > free:
             return too_big_line(src, h, w, need, free, settings)
-        net, passes = model, forward_passes(h, w, settings)
-        if passes > MANY_FORWARDS:
-            note(f"{src}: {passes:,} forward passes ({describe(settings)}); progress follows, Ctrl-C stops")
-            net = CountedNet(model, passes, lambda line: note(f"{src}: {line}"))
+        net, windows = model, window_count(h, w, settings)
+        if windows > MANY_WINDOWS:
+            note(f"{src}: {windows:,} windows ({describe(settings)}); progress follows, Ctrl-C stops")
+            net = CountedNet(model, windows, lambda line: note(f"{src}: {line}"))
         t1 = time.perf_counter()
         labels = segment(net, image, space, device, settings)
     except FCNLabError as e:
