@@ -6,6 +6,8 @@
 - a sweep folder that holds another sweep: a sweep folder belongs to the sweep that made it (its
   command's overrides, recorded in :data:`SWEEP_RECORD`), so the same command resumes it and any other
   is refused before a job starts (``resume=never`` takes it over).
+
+And :class:`OneLineJobErrors`: a multirun job's one-line error stays one line at the sweep's end.
 """
 
 from __future__ import annotations
@@ -13,11 +15,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from fcnlab.atomic import check_not_data, write_json
-from fcnlab.errors import FCNLabError, exit_on_user_error
+from fcnlab.errors import FCNLabError, exit_on_user_error, one_line
 
 SWEEP_RECORD = ".fcnlab-sweep.json"
 
@@ -101,3 +104,22 @@ class OutputDirCheck(Callback):
             check_not_data(folder, "hydra.sweep.dir", _data_root(config))
             _writable(folder, "hydra.sweep.dir")
             claim_sweep_dir(folder, config)
+
+
+# Sweepers that end a sweep by raising its first failed job's error (Optuna's counts failed trials
+# itself: its jobs' errors are left as they are).
+RERAISING_SWEEPERS = ("BasicSweeper", "StagedSweeper")
+
+
+class OneLineJobErrors(Callback):
+    """A multirun job that failed on a user's mistake (:class:`FCNLabError`; its line was printed as it
+    failed) ends the sweep, once every job has run, with that line and exit status 1, instead of the
+    traceback Hydra prints for a job's error."""
+
+    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs) -> None:
+        sweeper = str(OmegaConf.select(config, "hydra.sweeper._target_", default="") or "")
+        if job_return.status != JobStatus.FAILED or not sweeper.endswith(RERAISING_SWEEPERS):
+            return
+        error = job_return._return_value  # the getter would raise it
+        if isinstance(error, FCNLabError):
+            job_return.return_value = SystemExit(f"error: {one_line(error)}")

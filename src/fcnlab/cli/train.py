@@ -16,7 +16,6 @@ import sys
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import CompactHydraException
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
@@ -28,10 +27,6 @@ from fcnlab.training.run import fail_record, train
 log = logging.getLogger("fcnlab.train")
 
 
-class JobFailed(CompactHydraException):
-    """A multirun job's one-line error: Hydra prints it as it is at the sweep's end, no traceback."""
-
-
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
 def main(cfg: DictConfig) -> float:
     try:
@@ -41,8 +36,9 @@ def main(cfg: DictConfig) -> float:
         fail_record(cfg, one_line(e))
         print(f"error: {one_line(e)}", file=sys.stderr, flush=True)
         if HydraConfig.get().mode == RunMode.MULTIRUN:
-            # This job fails; the sweep goes on, exits non-zero at its end, and the report marks the row.
-            raise JobFailed(f"error: {one_line(e)}") from None
+            # This job fails; the sweep goes on, ends non-zero with this line (fcnlab.hydra_checks.
+            # OneLineJobErrors), and the report marks the row.
+            raise
         sys.exit(2)
     except (KeyboardInterrupt, SystemExit) as e:  # Ctrl-C (Lightning's fit turns it into sys.exit(1))
         if not by_ctrl_c(e):

@@ -168,14 +168,13 @@ def overlap_problem(root: Path, train: list[Sample], val: list[Sample]) -> str |
     both = sorted(s.id for s in train if s.id in val_images and _same_file(s.image, val_images[s.id]))
     if not both:
         return None
-    where = (
-        f"{root}/splits: listed in both train.txt and val.txt"
-        if (root / "splits").is_dir()
-        else (f"{root}/images: the same file in images/train and images/val")
-    )
+    if (root / "splits").is_dir():
+        where = f"{root}/splits: {len(both)} id(s) listed in both train.txt and val.txt"
+    else:
+        where = f"{root}/images: {len(both)} image(s) in both train and val (the same file)"
     return (
-        f"{where}: {len(both)} image(s) (first: {_first(both)}); validation would score images the net "
-        "trained on: remove them from one split, or set data.allow_overlap=true if that is intended"
+        f"{where} (first: {_first(both)}); validation would score images the net trained on: remove them "
+        "from one split, or set data.allow_overlap=true if that is intended"
     )
 
 
