@@ -151,7 +151,7 @@ def _segment_file(
     space: InputSpace,
     device: torch.device,
     limits: tuple[int, InferSettings],
-    note: Callable[[str], None] = _info,
+    note: Callable[[str], None] | None = None,
 ):
     """(image, labels, model seconds) of one input, or the one-line error that skips it.
 
@@ -159,7 +159,7 @@ def _segment_file(
     before it starts and then followed by progress lines (:mod:`fcnlab.inference.budget`).
     """
     max_pixels, settings = limits
-    image = None
+    note, image = note or _info, None
     try:
         image = read_image(src, max_pixels)
         h, w = image.shape[-2:]
