@@ -315,3 +315,72 @@ def test_readme_your_own_data_commands_as_written(tmp_path, monkeypatch):
     )
     assert_clean(output)
     assert job.is_relative_to(cwd)
+
+
+# -- issue 26: palette masks by colour, overlap, what is not read, suspicious settings --------------------
+
+
+def _reordered_palette_mask(path: Path, labels: np.ndarray, order: list[int]) -> None:
+    """``labels`` saved as an image editor re-saves a palette mask: the same colours at other indices
+    (index ``i`` holds the colour of class ``order[i]``)."""
+    colours = list(COLOURS.values())
+    index = np.zeros_like(labels)
+    for i, k in enumerate(order):
+        index[labels == k] = i
+    index[labels == 255] = 255
+    png = Image.fromarray(index, mode="L").convert("P")
+    png.putpalette([c for k in order for c in colours[k]] + [224, 224, 192] * (256 - len(order)))
+    png.save(path)
+
+
+def test_a_reordered_palette_mask_is_read_by_its_colours(tmp_path):
+    root = make_folder(tmp_path, {"train": {"a": LABELS}, "val": {"b": LABELS}}, "rgb", colours=True)
+    for split, i in (("train", "a"), ("val", "b")):
+        _reordered_palette_mask(root / "masks" / split / f"{i}.png", LABELS, order=[2, 0, 1])
+    for labels in loaded(root):  # indices 0, 1, 2 hold road, sky, grass: read as the classes they show
+        np.testing.assert_array_equal(labels, LABELS)
+    assert run_check(["data=folder", f"data.root={root}"], bar=False) == 0
+
+
+def test_train_val_overlap_is_refused_unless_allowed(tmp_path):
+    a, b = stripes(), stripes(values=(2, 1, 0))
+    root = make_folder(tmp_path / "f", {"train": {"x": a, "y": b}, "val": {"x": a, "z": b}})
+    (root / "images/val/z.png").write_bytes((root / "images/train/y.png").read_bytes())  # same pixels,
+    with pytest.raises(FCNLabError, match=r"/images: 1 image\(s\) in both train and val \(the same file"):
+        FolderDataModule(str(root), num_workers=0).setup("fit")  # but another id: not an id overlap
+    module = FolderDataModule(str(root), num_workers=0, allow_overlap=True)
+    module.setup("fit")
+    assert len(module.train_set) == 2 and len(module.val_set) == 2
+    (root / "images/val/x.png").write_bytes(b"\x89PNG another image, same name")  # x differs: no overlap
+    assert folder_samples(root)[2] == []
+
+
+def test_check_tool_warns_about_files_it_does_not_read(tmp_path, capsys):
+    root = make_folder(tmp_path / "f", {"train": {"a": stripes()}, "val": {"b": stripes()}})
+    (root / "images/train/more").mkdir()
+    Image.new("RGB", (10, 12)).save(root / "images/train/more/c.png")
+    (root / "masks/val/notes.txt").write_text("")
+    assert run_check(["data=folder", f"data.root={root}"], bar=False) == 0  # not errors: warnings
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        f"warning: {root}/images/train: 1 entry is not read (first: more/): only the image files directly "
+        "in this folder are, subfolders are not searched",
+        f"warning: {root}/masks/val: 1 entry is not read (first: notes.txt): only the PNG masks directly in "
+        "this folder are, subfolders are not searched",
+    ]
+
+
+def test_training_logs_each_note_once(tmp_path, caplog):
+    root = make_folder(tmp_path / "f", {"train": {"a": stripes()}, "val": {"b": stripes()}})
+    (root / "images/train/more").mkdir()
+    with caplog.at_level(logging.WARNING, logger="fcnlab.data.folder"):
+        for _ in range(3):  # the config check, setup, a second setup: one warning
+            FolderDataModule(str(root), num_workers=0).setup("fit")
+    assert [r.getMessage().split(":")[1] for r in caplog.records] == [" 1 entry is not read (first"]
+
+
+def test_infinite_class_weight_is_named_not_blamed_on_the_learning_rate():
+    from fcnlab.data.class_weights import check_weight_list
+
+    with pytest.raises(FCNLabError, match=r"^loss.class_weights\[1\]=inf: every weight must be a finite"):
+        check_weight_list([1, float("inf"), 2], 3)

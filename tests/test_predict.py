@@ -195,6 +195,28 @@ def test_inputs_are_never_overwritten(ckpt, tmp_path):
     assert digests(src) == before and sorted(p.name for p in overlays.iterdir()) == ["y.png"]
 
 
+def test_the_same_command_again_replaces_only_its_own_files(ckpt, tmp_path):
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    rgb(8, 8).save(src / "x.png")
+    rgb(8, 9, 1).save(src / "y.png")
+    run(ckpt, src, out, out)  # output = the job folder (the default): predict.json goes there too
+    first = sorted(p.relative_to(out) for p in out.rglob("*"))
+    record, errors = run(ckpt, src, out, out)  # the same command again: its own files, replaced
+    assert (
+        errors == []
+        and len(record["images"]) == 2
+        and sorted(p.relative_to(out) for p in out.rglob("*")) == first
+    )
+    (out / "y.png").write_bytes(b"hand-corrected labels")  # a user's edit makes the file the user's
+    with pytest.raises(FCNLabError, match=r"1 file\(s\) there were not written by fcnlab-predict \(first: "):
+        run(ckpt, src, out, out)
+    assert (out / "y.png").read_bytes() == b"hand-corrected labels"
+    run(ckpt, src, out, out, "overwrite=true")  # unless the user says so
+    assert (out / "y.png").read_bytes() != b"hand-corrected labels"
+    run(ckpt, src, out, out)  # and then it is the command's own again
+
+
 @pytest.mark.parametrize(
     ("setup", "message"),
     [
