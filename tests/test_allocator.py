@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from fcnlab.training.allocator import keep_freed_memory
+from helpers.hang import HANG_GUARD_S
 
 ROUNDS = """
 import resource, sys, torch
@@ -30,7 +31,9 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 
 
 def page_faults(mode: str) -> int:
-    proc = subprocess.run([sys.executable, "-c", ROUNDS, mode], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", ROUNDS, mode], capture_output=True, text=True, timeout=HANG_GUARD_S
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     return int(proc.stdout.split()[-1])
 

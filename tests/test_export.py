@@ -18,6 +18,7 @@ from fcnlab.errors import FCNLabError
 from fcnlab.inference.export import export
 from fcnlab.inference.inputs import normalize
 from fcnlab.training import load_module
+from helpers.hang import HANG_GUARD_S
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -94,7 +95,7 @@ def test_unknown_format_exits_2_with_one_line(tmp_path):
     command = [str(script)] if script.exists() else [sys.executable, "-m", "fcnlab.cli.export"]
     args = ["ckpt=/nonexistent.ckpt", "format=tflite", f"hydra.run.dir={tmp_path / 'job'}"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([*command, *args], capture_output=True, text=True, timeout=120, env=env)
+    done = subprocess.run([*command, *args], capture_output=True, text=True, timeout=HANG_GUARD_S, env=env)
     assert done.returncode == 2
     assert done.stderr.splitlines() == ["error: format=tflite is not supported; supported: onnx"]
 

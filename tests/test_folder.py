@@ -26,6 +26,7 @@ from fcnlab.errors import FCNLabError
 from fcnlab.inference.evaluate import evaluate
 from fcnlab.training.run import train
 from helpers.folder_data import COLOURS, make_folder, save_mask, stripes
+from helpers.hang import HANG_GUARD_S
 from test_predict import make_cfg, tiny_checkpoint
 
 LABELS = np.array([[0, 1, 2, 255], [2, 2, 1, 0], [0, 0, 0, 1]], dtype=np.uint8)
@@ -203,7 +204,7 @@ def test_check_tool_lists_every_problem_and_exits_2(tiny_folder, tmp_path, capsy
     assert out.startswith("class ") and "background" in out and "train pixels %" in out
     assert err.strip() == f"error: 3 problem(s) in data.root={root}; fix them and run the check again"
     cmd = [sys.executable, "-m", "fcnlab.cli.data", "check", "--root", str(tiny_folder), "--no-progress"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=HANG_GUARD_S, cwd=tmp_path)
     assert proc.returncode == 0 and proc.stdout.strip().endswith(
         f"data.root={tiny_folder}: no problems found"
     )
@@ -306,7 +307,7 @@ def test_readme_your_own_data_commands_as_written(tmp_path, monkeypatch):
     cwd.mkdir()
     for prefix in ("generate --layout folder", "check data=folder"):
         proc = subprocess.run(
-            readme_data_command(prefix), cwd=cwd, capture_output=True, text=True, timeout=600
+            readme_data_command(prefix), cwd=cwd, capture_output=True, text=True, timeout=HANG_GUARD_S
         )
         assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip().endswith("data.root=data/my_shapes: no problems found")

@@ -28,6 +28,7 @@ from fcnlab.errors import FCNLabError
 from fcnlab.inference.inputs import read_image
 from fcnlab.inference.predict import predict, save_png
 from fcnlab.training import FCNModule
+from helpers.hang import HANG_GUARD_S
 
 NUM_CLASSES = 21
 
@@ -154,7 +155,7 @@ def test_console_script_reports_and_exits_2(ckpt, tmp_path):
     command = [str(script)] if script.exists() else [sys.executable, "-m", "fcnlab.cli.predict"]
     args = [f"ckpt={ckpt}", f"input={src}", f"output={tmp_path / 'out'}", f"hydra.run.dir={tmp_path / 'job'}"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([*command, *args], capture_output=True, text=True, timeout=120, env=env)
+    done = subprocess.run([*command, *args], capture_output=True, text=True, timeout=HANG_GUARD_S, env=env)
     assert done.returncode == 2, done.stderr
     assert done.stderr.splitlines() == [
         f"error: {src / 'bad.jpg'}: not a readable image (unknown format or corrupt header)"

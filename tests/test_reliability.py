@@ -36,6 +36,7 @@ from fcnlab.inference.inputs import list_inputs, plan_outputs, read_image
 from fcnlab.models.vgg import VGGClassifier, vgg16_tiny_spec
 from fcnlab.training import FCNModule, load_module
 from fcnlab.training.run import train
+from helpers.hang import HANG_GUARD_S
 from test_train import make_cfg, tiny_overrides
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "reliability.md"
@@ -64,7 +65,7 @@ def first_val(root: Path) -> tuple[str, Path, Path]:
 
 def cli_first_line(tmp_path: Path, *args: str) -> str:
     cmd = [sys.executable, "-m", "fcnlab.cli.train", f"paths.root_dir={tmp_path}", *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=HANG_GUARD_S, cwd=tmp_path)
     assert proc.returncode != 0
     return proc.stderr.strip().splitlines()[0]
 
@@ -335,7 +336,7 @@ def r36_second_process_on_one_run_dir(data: Path, tmp: Path) -> str:
         f"hydra.run.dir={tmp}/run",
         "+callbacks.marker._target_=step_marker.StepMarker",
         f"+callbacks.marker.path={marker}",
-        "+callbacks.marker.pause=30",  # the first run sits in its first step meanwhile
+        "+callbacks.marker.hold_at=1",  # the first run waits after its first step until it is killed
     ]
     first = start([sys.executable, "-m", "fcnlab.cli.train", f"paths.root_dir={tmp}", *args], tmp)
     try:
@@ -345,7 +346,7 @@ def r36_second_process_on_one_run_dir(data: Path, tmp: Path) -> str:
             [sys.executable, "-m", "fcnlab.cli.train", f"paths.root_dir={tmp}", *args],
             capture_output=True,
             text=True,
-            timeout=300,
+            timeout=HANG_GUARD_S,
             cwd=tmp,
         )
         assert second.returncode == 2 and "Traceback" not in second.stderr
