@@ -192,6 +192,23 @@ def own_outputs(folder: str | os.PathLike, names: Iterable[str], command: str) -
         _update_manifest(folder, command, names, stamped=True)
 
 
+def refuse_foreign(paths: Iterable[str | os.PathLike], command: str, what_to_do: str) -> None:
+    """One line for the first of ``paths`` that exists and ``command`` may not replace (see
+    :func:`foreign_files`): ``<path> exists and <command> did not write it; <what_to_do>``, where
+    ``what_to_do`` names the option that allows it (e.g. ``give another --out, or --overwrite to
+    replace it``). Call it before the work, so a refusal costs nothing."""
+    for path in map(Path, paths):
+        if foreign_files(path.parent, [path.name]):
+            raise FCNLabError(f"{path} exists and {command} did not write it; {what_to_do}")
+
+
+def write_owned_json(path: str | os.PathLike, data: dict | list, command: str) -> None:
+    """:func:`write_json`, recorded as ``command``'s own (the same command may replace it next time)."""
+    path = Path(path)
+    with own_outputs(path.parent, [path.name], command):
+        write_json(path, data)
+
+
 def lock_holder(lock: str | os.PathLike) -> str | None:
     """The pid written in ``lock`` while another live process holds its ``flock``; None when it is free.
 

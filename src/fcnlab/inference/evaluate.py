@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
-from fcnlab.atomic import foreign_files, own_outputs, write_json
+from fcnlab.atomic import own_outputs, refuse_foreign, write_json
 from fcnlab.errors import FCNLabError
 from fcnlab.inference.budget import describe, is_out_of_memory
 from fcnlab.models.inference import InferSettings, infer_settings
@@ -54,11 +54,7 @@ def evaluate(cfg: DictConfig) -> dict:
     """One checkpoint (``ckpt=``) or, with ``sweep=<dir>``, every finished job of a sweep."""
     settings = infer_settings(cfg.get("infer"))  # before anything is loaded
     out_dir = Path(cfg.paths.output_dir)
-    if foreign := foreign_files(out_dir, [EVAL_JSON]):
-        raise FCNLabError(
-            f"hydra.run.dir={out_dir}: {foreign[0]} exists and fcnlab-eval did not write it; choose another "
-            "hydra.run.dir"
-        )
+    refuse_foreign([out_dir / EVAL_JSON], "fcnlab-eval", "choose another hydra.run.dir")
     with own_outputs(out_dir, [EVAL_JSON], "fcnlab-eval"):
         if cfg.get("sweep"):
             from fcnlab.inference.sweep_eval import evaluate_sweep

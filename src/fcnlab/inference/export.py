@@ -34,7 +34,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from fcnlab.atomic import atomic_path, foreign_files, own_outputs, write_json
+from fcnlab.atomic import atomic_path, own_outputs, refuse_foreign, write_json
 from fcnlab.data.classes import class_palette
 from fcnlab.data.input_space import InputSpace
 from fcnlab.errors import FCNLabError, one_line
@@ -240,11 +240,9 @@ def export(cfg: DictConfig) -> dict:
     target = output_path(str(cfg.ckpt), cfg.get("output"))
     check_writable(target, target.with_name(f".{target.name}.{os.getpid()}.probe"))  # before the slow part
     names = [target.name, target.name + ".json"]  # the model and its sidecar
-    if not cfg.get("overwrite", False) and (foreign := foreign_files(target.parent, names)):
-        raise FCNLabError(
-            f"{foreign[0]} exists and fcnlab-export did not write it; give another output=<file.onnx>, "
-            "or overwrite=true to replace it"
-        )
+    if not cfg.get("overwrite", False):
+        what_to_do = "give another output=<file.onnx>, or overwrite=true to replace it"
+        refuse_foreign([target.parent / n for n in names], "fcnlab-export", what_to_do)
     torch.set_flush_denormal(True)
     module = load_module(str(cfg.ckpt), name=cfg.get("model", {}).get("name"))
     model = module.model.eval()

@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from fcnlab.atomic import foreign_files, own_outputs, write_text
+from fcnlab.atomic import own_outputs, refuse_foreign, write_text
 from fcnlab.errors import FCNLabError
 from fcnlab.reporting import plots
 from fcnlab.reporting.table import (
@@ -49,11 +49,9 @@ def check_out(out: Path, overwrite: bool = False) -> None:
         raise FCNLabError(
             f"--out {out}: cannot create the folder ({e.strerror}); choose another folder"
         ) from None
-    if not overwrite and (foreign := foreign_files(out, REPORT_FILES)):
-        raise FCNLabError(
-            f"--out {out}: {foreign[0]} exists and fcnlab-report did not write it; choose another folder, or "
-            "--overwrite to replace it"
-        )
+    if not overwrite:
+        what_to_do = "choose another --out, or --overwrite to replace it"
+        refuse_foreign([out / name for name in REPORT_FILES], "fcnlab-report", what_to_do)
 
 
 def build_report(
