@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import statistics
 import subprocess
 import sys
 
@@ -43,10 +42,9 @@ def test_freed_large_tensors_are_reused_instead_of_faulted_in_again():
     if not keep_freed_memory():
         pytest.skip("this C library has no glibc mallopt")
     pages = 22 * 2**20 // 4096  # one tensor's pages
-    # The counts vary from process to process (seen on a 2-core Xeon: default 22k, 39k or 84k faults,
-    # tuned 11k or 17k), so the claim is checked on the median of three processes each, with the bounds
-    # the mechanism gives rather than a ratio of two single draws.
-    default = statistics.median(page_faults("default") for _ in range(3))
-    tuned = statistics.median(page_faults("tuned") for _ in range(3))
-    assert tuned <= 3 * pages  # tuned: over 5 steps at most one step's tensors are faulted in again
-    assert default > tuned  # glibc's default: steps map (or re-grow) their tensors afresh more often
+    # The counts vary from process to process (seen on a 2-core Xeon, 16 draws: default 22k, 39k or 84k
+    # faults, tuned 11k or 17k), so the claim is the bounds the mechanism gives, not a ratio of two draws.
+    one_step = 3 * pages + 256  # a step's three tensors, and 1 MiB for whatever else the loop touches
+    default, tuned = page_faults("default"), page_faults("tuned")
+    assert tuned <= one_step  # tuned: over 5 steps at most one step's tensors are faulted in again
+    assert default > one_step  # glibc's default: more than that, steps map (or re-grow) them afresh
