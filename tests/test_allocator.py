@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from fcnlab.training.allocator import keep_freed_memory
+from helpers.hang import HANG_GUARD_S
 
 ROUNDS = """
 import resource, sys, torch
@@ -30,7 +31,9 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 
 
 def page_faults(mode: str) -> int:
-    proc = subprocess.run([sys.executable, "-c", ROUNDS, mode], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", ROUNDS, mode], capture_output=True, text=True, timeout=HANG_GUARD_S
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     return int(proc.stdout.split()[-1])
 
@@ -39,6 +42,9 @@ def test_freed_large_tensors_are_reused_instead_of_faulted_in_again():
     if not keep_freed_memory():
         pytest.skip("this C library has no glibc mallopt")
     pages = 22 * 2**20 // 4096  # one tensor's pages
+    # The counts vary from process to process (seen on a 2-core Xeon, 16 draws: default 22k, 39k or 84k
+    # faults, tuned 11k or 17k), so the claim is the bounds the mechanism gives, not a ratio of two draws.
+    one_step = 3 * pages + 256  # a step's three tensors, and 1 MiB for whatever else the loop touches
     default, tuned = page_faults("default"), page_faults("tuned")
-    assert default >= 2 * 3 * pages  # glibc's default: most steps map (or re-grow) their tensors afresh
-    assert 3 * tuned < default  # tuned: the steps mostly reuse the first step's memory
+    assert tuned <= one_step  # tuned: over 5 steps at most one step's tensors are faulted in again
+    assert default > one_step  # glibc's default: more than that, steps map (or re-grow) them afresh

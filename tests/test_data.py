@@ -170,9 +170,9 @@ def test_generation_is_deterministic_atomic_and_idempotent(tmp_path, monkeypatch
     # A tree from an older generator version is rebuilt in place, atomically.
     record = json.loads((a / synthetic.MANIFEST).read_text())
     (a / synthetic.MANIFEST).write_text(json.dumps({**record, "version": 1}))
-    (a / "stale-marker").write_text("old")
-    assert synthetic.generate(a, cfg, 1) == a
-    assert not (a / "stale-marker").exists()
+    (a / "VOCdevkit" / "stale-marker").write_text("old")  # inside the old tree (a user's file at its
+    assert synthetic.generate(a, cfg, 1) == a  # top is refused instead: tests/test_reliability.py R192)
+    assert not (a / "VOCdevkit" / "stale-marker").exists()
     assert json.loads((a / synthetic.MANIFEST).read_text())["version"] == synthetic.GENERATOR_VERSION
     assert all((a / f).read_bytes() == (b / f).read_bytes() for f in files)
 

@@ -21,6 +21,7 @@ from fcnlab.data.sampling import ShardSampler
 from fcnlab.data.voc import protocol_samples
 from fcnlab.inference.evaluate import evaluate
 from fcnlab.training.distributed import rank_command
+from helpers.hang import HANG_GUARD_S
 from test_train import make_cfg, train_command
 
 
@@ -70,7 +71,7 @@ def test_ddp_cpu_metrics_equal_one_process_and_count_each_pixel_once(tiny_data, 
         [*ddp_cmd(tiny_data, tmp_path, "model=fcn16s", "trainer.max_epochs=2"), f"hydra.run.dir={run}"],
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=HANG_GUARD_S,
         cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -106,7 +107,7 @@ def test_ddp_inside_a_multirun_gives_one_folder_per_job(tiny_data, tmp_path):
         "hydra.sweep.subdir=${stage.variant}",
         multirun=True,
     )
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=HANG_GUARD_S, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["fcn16s", "fcn32s"]
     for job in ("fcn32s", "fcn16s"):

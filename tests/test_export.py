@@ -12,11 +12,13 @@ import numpy as np
 import pytest
 import torch
 
+from fcnlab.atomic import OUTPUTS_MANIFEST
 from fcnlab.data.classes import voc_palette
 from fcnlab.errors import FCNLabError
 from fcnlab.inference.export import export
 from fcnlab.inference.inputs import normalize
 from fcnlab.training import load_module
+from helpers.hang import HANG_GUARD_S
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -52,7 +54,7 @@ def test_onnx_matches_torch_at_any_size(case, checkpoints, tmp_path, capsys):
     assert sidecar["source_ckpt"] == str(ckpt.resolve()) and sidecar["export_git_sha"]
     assert [c["shape"] for c in sidecar["checks"]] == [[1, 3, 64, 80], [2, 3, 97, 131], [1, 3, 200, 150]]
     assert all(c["max_abs_diff"] < 1e-4 and c["argmax_agreement"] > 0.99 for c in sidecar["checks"])
-    assert not list(path.parent.glob(".*"))  # the temp file was renamed, not left behind
+    assert [p.name for p in path.parent.glob(".*")] == [OUTPUTS_MANIFEST]  # no temp file left behind
 
     graph = onnx.load(str(path)).graph
     dims = [d.dim_param or d.dim_value for d in graph.input[0].type.tensor_type.shape.dim]
@@ -93,7 +95,7 @@ def test_unknown_format_exits_2_with_one_line(tmp_path):
     command = [str(script)] if script.exists() else [sys.executable, "-m", "fcnlab.cli.export"]
     args = ["ckpt=/nonexistent.ckpt", "format=tflite", f"hydra.run.dir={tmp_path / 'job'}"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([*command, *args], capture_output=True, text=True, timeout=120, env=env)
+    done = subprocess.run([*command, *args], capture_output=True, text=True, timeout=HANG_GUARD_S, env=env)
     assert done.returncode == 2
     assert done.stderr.splitlines() == ["error: format=tflite is not supported; supported: onnx"]
 

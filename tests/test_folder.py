@@ -26,6 +26,7 @@ from fcnlab.errors import FCNLabError
 from fcnlab.inference.evaluate import evaluate
 from fcnlab.training.run import train
 from helpers.folder_data import COLOURS, make_folder, save_mask, stripes
+from helpers.hang import HANG_GUARD_S
 from test_predict import make_cfg, tiny_checkpoint
 
 LABELS = np.array([[0, 1, 2, 255], [2, 2, 1, 0], [0, 0, 0, 1]], dtype=np.uint8)
@@ -203,7 +204,7 @@ def test_check_tool_lists_every_problem_and_exits_2(tiny_folder, tmp_path, capsy
     assert out.startswith("class ") and "background" in out and "train pixels %" in out
     assert err.strip() == f"error: 3 problem(s) in data.root={root}; fix them and run the check again"
     cmd = [sys.executable, "-m", "fcnlab.cli.data", "check", "--root", str(tiny_folder), "--no-progress"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=HANG_GUARD_S, cwd=tmp_path)
     assert proc.returncode == 0 and proc.stdout.strip().endswith(
         f"data.root={tiny_folder}: no problems found"
     )
@@ -306,7 +307,7 @@ def test_readme_your_own_data_commands_as_written(tmp_path, monkeypatch):
     cwd.mkdir()
     for prefix in ("generate --layout folder", "check data=folder"):
         proc = subprocess.run(
-            readme_data_command(prefix), cwd=cwd, capture_output=True, text=True, timeout=600
+            readme_data_command(prefix), cwd=cwd, capture_output=True, text=True, timeout=HANG_GUARD_S
         )
         assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip().endswith("data.root=data/my_shapes: no problems found")
@@ -315,3 +316,72 @@ def test_readme_your_own_data_commands_as_written(tmp_path, monkeypatch):
     )
     assert_clean(output)
     assert job.is_relative_to(cwd)
+
+
+# -- issue 26: palette masks by colour, overlap, what is not read, suspicious settings --------------------
+
+
+def _reordered_palette_mask(path: Path, labels: np.ndarray, order: list[int]) -> None:
+    """``labels`` saved as an image editor re-saves a palette mask: the same colours at other indices
+    (index ``i`` holds the colour of class ``order[i]``)."""
+    colours = list(COLOURS.values())
+    index = np.zeros_like(labels)
+    for i, k in enumerate(order):
+        index[labels == k] = i
+    index[labels == 255] = 255
+    png = Image.fromarray(index, mode="L").convert("P")
+    png.putpalette([c for k in order for c in colours[k]] + [224, 224, 192] * (256 - len(order)))
+    png.save(path)
+
+
+def test_a_reordered_palette_mask_is_read_by_its_colours(tmp_path):
+    root = make_folder(tmp_path, {"train": {"a": LABELS}, "val": {"b": LABELS}}, "rgb", colours=True)
+    for split, i in (("train", "a"), ("val", "b")):
+        _reordered_palette_mask(root / "masks" / split / f"{i}.png", LABELS, order=[2, 0, 1])
+    for labels in loaded(root):  # indices 0, 1, 2 hold road, sky, grass: read as the classes they show
+        np.testing.assert_array_equal(labels, LABELS)
+    assert run_check(["data=folder", f"data.root={root}"], bar=False) == 0
+
+
+def test_train_val_overlap_is_refused_unless_allowed(tmp_path):
+    a, b = stripes(), stripes(values=(2, 1, 0))
+    root = make_folder(tmp_path / "f", {"train": {"x": a, "y": b}, "val": {"x": a, "z": b}})
+    (root / "images/val/z.png").write_bytes((root / "images/train/y.png").read_bytes())  # same pixels,
+    with pytest.raises(FCNLabError, match=r"/images: 1 image\(s\) in both train and val \(the same file"):
+        FolderDataModule(str(root), num_workers=0).setup("fit")  # but another id: not an id overlap
+    module = FolderDataModule(str(root), num_workers=0, allow_overlap=True)
+    module.setup("fit")
+    assert len(module.train_set) == 2 and len(module.val_set) == 2
+    (root / "images/val/x.png").write_bytes(b"\x89PNG another image, same name")  # x differs: no overlap
+    assert folder_samples(root)[2] == []
+
+
+def test_check_tool_warns_about_files_it_does_not_read(tmp_path, capsys):
+    root = make_folder(tmp_path / "f", {"train": {"a": stripes()}, "val": {"b": stripes()}})
+    (root / "images/train/more").mkdir()
+    Image.new("RGB", (10, 12)).save(root / "images/train/more/c.png")
+    (root / "masks/val/notes.txt").write_text("")
+    assert run_check(["data=folder", f"data.root={root}"], bar=False) == 0  # not errors: warnings
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        f"warning: {root}/images/train: 1 entry is not read (first: more/): only the image files directly "
+        "in this folder are, subfolders are not searched",
+        f"warning: {root}/masks/val: 1 entry is not read (first: notes.txt): only the PNG masks directly in "
+        "this folder are, subfolders are not searched",
+    ]
+
+
+def test_training_logs_each_note_once(tmp_path, caplog):
+    root = make_folder(tmp_path / "f", {"train": {"a": stripes()}, "val": {"b": stripes()}})
+    (root / "images/train/more").mkdir()
+    with caplog.at_level(logging.WARNING, logger="fcnlab.data.folder"):
+        for _ in range(3):  # the config check, setup, a second setup: one warning
+            FolderDataModule(str(root), num_workers=0).setup("fit")
+    assert [r.getMessage().split(":")[1] for r in caplog.records] == [" 1 entry is not read (first"]
+
+
+def test_infinite_class_weight_is_named_not_blamed_on_the_learning_rate():
+    from fcnlab.data.class_weights import check_weight_list
+
+    with pytest.raises(FCNLabError, match=r"^loss.class_weights\[1\]=inf: every weight must be a finite"):
+        check_weight_list([1, float("inf"), 2], 3)

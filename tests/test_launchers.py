@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers.hang import HANG_GUARD_S
 from test_train import train_command
 
 
@@ -38,7 +39,7 @@ def test_slurm_preset_writes_the_job_script_from_the_cluster_section(tiny_data, 
         f"hydra.sweep.dir={tmp_path / 'sweep'}",
     )
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=HANG_GUARD_S, cwd=tmp_path, env=env)
     assert proc.returncode != 0 and script.is_file(), proc.stderr[-2000:]
     text = script.read_text()
     for line in (
@@ -64,7 +65,7 @@ def test_submitit_local_runs_a_sweep_job_in_its_own_process(tiny_data, tmp_path)
     cmd = tiny_job(
         tiny_data, tmp_path, "hydra/launcher=submitit_local", "model=fcn32s", f"hydra.sweep.dir={sweep}"
     )
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=HANG_GUARD_S, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((sweep / "0_fcn32s_seed0" / "results.json").read_text())
     assert results["status"] == "ok" and results["metrics"]["mean_iu"] > 0

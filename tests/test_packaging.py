@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from helpers.hang import HANG_GUARD_S
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -22,7 +24,7 @@ def test_wheel_installs_and_trains_from_an_unrelated_directory(tmp_path):
         [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", dist, REPO],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=HANG_GUARD_S,
     )
     assert build.returncode == 0, build.stderr[-2000:]
     [wheel] = dist.glob("fcnlab-*.whl")
@@ -30,13 +32,13 @@ def test_wheel_installs_and_trains_from_an_unrelated_directory(tmp_path):
     assert {"fcnlab/conf/train.yaml", "fcnlab/sweeps/table2.yaml", "fcnlab/data/seg11valid.txt"} <= names
 
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", venv], check=True, timeout=120)
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", venv], check=True, timeout=HANG_GUARD_S)
     python = venv / "bin" / "python"
     install = subprocess.run(
         [sys.executable, "-m", "pip", "--python", python, "install", "-q", "--no-deps", "--no-index", wheel],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=HANG_GUARD_S,
     )
     assert install.returncode == 0, install.stderr[-2000:]
     # fcnlab from the wheel; its dependencies from this interpreter's site-packages, as a plain path
@@ -68,7 +70,7 @@ def test_wheel_installs_and_trains_from_an_unrelated_directory(tmp_path):
         text=True,
         cwd=elsewhere,
         env=env,
-        timeout=900,
+        timeout=HANG_GUARD_S,
     )
     assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
     assert "Traceback" not in run.stderr and "Warning" not in run.stderr, run.stderr[-3000:]

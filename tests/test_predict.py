@@ -21,12 +21,14 @@ from omegaconf import open_dict
 from PIL import Image
 from torch.utils.data import DataLoader, TensorDataset
 
+from fcnlab.atomic import OUTPUTS_MANIFEST
 from fcnlab.config import CONF_DIR
 from fcnlab.data.classes import voc_palette
 from fcnlab.errors import FCNLabError
 from fcnlab.inference.inputs import read_image
 from fcnlab.inference.predict import predict, save_png
 from fcnlab.training import FCNModule
+from helpers.hang import HANG_GUARD_S
 
 NUM_CLASSES = 21
 
@@ -123,7 +125,7 @@ def test_mixed_folder(ckpt, tmp_path):
     assert record["ignored_files"] == 1  # notes.txt; hidden files are not counted
     sizes = {"a_one_pixel": (1, 1), "b_odd": (131, 97), "c_grey": (80, 64), "d_rgba": (17, 33)}
     sizes["f_whole"] = (50, 40)
-    written = sorted([*(f"{s}.png" for s in sizes), "overlay", "legend.png", "classes.txt"])
+    written = sorted([*(f"{s}.png" for s in sizes), "overlay", "legend.png", "classes.txt", OUTPUTS_MANIFEST])
     assert sorted(p.name for p in out.iterdir()) == written
     palette = voc_palette()
     for stem, size in sizes.items():
@@ -139,7 +141,7 @@ def test_mixed_folder(ckpt, tmp_path):
             original = np.asarray(Image.open(src / "f_whole.png"))
             assert np.array_equal(blended[labels == 0], original[labels == 0])
             assert (labels != 0).any() and not np.array_equal(blended, original)
-    assert not list(out.rglob(".*"))  # no temp file left behind
+    assert [p.name for p in out.rglob(".*")] == [OUTPUTS_MANIFEST]  # no temp file left behind
     assert digests(src) == before
     assert (tmp_path / "job" / "predict.json").is_file() and len(record["images"]) == 5
 
@@ -153,7 +155,7 @@ def test_console_script_reports_and_exits_2(ckpt, tmp_path):
     command = [str(script)] if script.exists() else [sys.executable, "-m", "fcnlab.cli.predict"]
     args = [f"ckpt={ckpt}", f"input={src}", f"output={tmp_path / 'out'}", f"hydra.run.dir={tmp_path / 'job'}"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([*command, *args], capture_output=True, text=True, timeout=120, env=env)
+    done = subprocess.run([*command, *args], capture_output=True, text=True, timeout=HANG_GUARD_S, env=env)
     assert done.returncode == 2, done.stderr
     assert done.stderr.splitlines() == [
         f"error: {src / 'bad.jpg'}: not a readable image (unknown format or corrupt header)"
@@ -192,6 +194,28 @@ def test_inputs_are_never_overwritten(ckpt, tmp_path):
     with pytest.raises(FCNLabError, match=r"overlay/y\.png would overwrite the input"):
         run(ckpt, overlays, tmp_path / "out", tmp_path / "job")
     assert digests(src) == before and sorted(p.name for p in overlays.iterdir()) == ["y.png"]
+
+
+def test_the_same_command_again_replaces_only_its_own_files(ckpt, tmp_path):
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    rgb(8, 8).save(src / "x.png")
+    rgb(8, 9, 1).save(src / "y.png")
+    run(ckpt, src, out, out)  # output = the job folder (the default): predict.json goes there too
+    first = sorted(p.relative_to(out) for p in out.rglob("*"))
+    record, errors = run(ckpt, src, out, out)  # the same command again: its own files, replaced
+    assert (
+        errors == []
+        and len(record["images"]) == 2
+        and sorted(p.relative_to(out) for p in out.rglob("*")) == first
+    )
+    (out / "y.png").write_bytes(b"hand-corrected labels")  # a user's edit makes the file the user's
+    with pytest.raises(FCNLabError, match=r"1 file\(s\) there were not written by fcnlab-predict \(first: "):
+        run(ckpt, src, out, out)
+    assert (out / "y.png").read_bytes() == b"hand-corrected labels"
+    run(ckpt, src, out, out, "overwrite=true")  # unless the user says so
+    assert (out / "y.png").read_bytes() != b"hand-corrected labels"
+    run(ckpt, src, out, out)  # and then it is the command's own again
 
 
 @pytest.mark.parametrize(

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from helpers.hang import HANG_GUARD_S
+
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
@@ -37,7 +39,9 @@ def readme_command(prefix: str) -> list[str]:
     raise AssertionError(f"no README line `.venv/bin/fcnlab-train {prefix}...`")
 
 
-def run_until_first_job(args: list[str], cwd: Path, job_glob: str, timeout: float = 240) -> tuple[Path, str]:
+def run_until_first_job(
+    args: list[str], cwd: Path, job_glob: str, timeout: float = HANG_GUARD_S
+) -> tuple[Path, str]:
     """Start the command in ``cwd``, wait for its first job's ``job.json``, stop it; (job dir, output)."""
     log = cwd.parent / f"{cwd.name}.log"
     with log.open("w") as out:
@@ -94,7 +98,9 @@ def test_an_unwritable_default_output_folder_is_one_line(args, option, folder, t
     cwd = tmp_path / "fresh"
     cwd.mkdir()
     (cwd / folder).write_text("")
-    proc = subprocess.run([*fcnlab_train(), *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [*fcnlab_train(), *args], cwd=cwd, capture_output=True, text=True, timeout=HANG_GUARD_S
+    )
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr and "UserWarning" not in proc.stderr
     line = proc.stderr.strip().splitlines()[-1]
@@ -113,7 +119,7 @@ def test_unwritable_working_directory_is_one_line(tmp_path):
     cwd.mkdir()
     cwd.chmod(0o555)
     try:
-        proc = subprocess.run(fcnlab_train(), cwd=cwd, capture_output=True, text=True, timeout=300)
+        proc = subprocess.run(fcnlab_train(), cwd=cwd, capture_output=True, text=True, timeout=HANG_GUARD_S)
     finally:
         cwd.chmod(0o755)
         shutil.rmtree(cwd, ignore_errors=True)

@@ -36,6 +36,7 @@ from fcnlab.inference.inputs import list_inputs, plan_outputs, read_image
 from fcnlab.models.vgg import VGGClassifier, vgg16_tiny_spec
 from fcnlab.training import FCNModule, load_module
 from fcnlab.training.run import train
+from helpers.hang import HANG_GUARD_S
 from test_train import make_cfg, tiny_overrides
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "reliability.md"
@@ -64,7 +65,7 @@ def first_val(root: Path) -> tuple[str, Path, Path]:
 
 def cli_first_line(tmp_path: Path, *args: str) -> str:
     cmd = [sys.executable, "-m", "fcnlab.cli.train", f"paths.root_dir={tmp_path}", *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=HANG_GUARD_S, cwd=tmp_path)
     assert proc.returncode != 0
     return proc.stderr.strip().splitlines()[0]
 
@@ -335,7 +336,7 @@ def r36_second_process_on_one_run_dir(data: Path, tmp: Path) -> str:
         f"hydra.run.dir={tmp}/run",
         "+callbacks.marker._target_=step_marker.StepMarker",
         f"+callbacks.marker.path={marker}",
-        "+callbacks.marker.pause=30",  # the first run sits in its first step meanwhile
+        "+callbacks.marker.hold_at=1",  # the first run waits after its first step until it is killed
     ]
     first = start([sys.executable, "-m", "fcnlab.cli.train", f"paths.root_dir={tmp}", *args], tmp)
     try:
@@ -345,7 +346,7 @@ def r36_second_process_on_one_run_dir(data: Path, tmp: Path) -> str:
             [sys.executable, "-m", "fcnlab.cli.train", f"paths.root_dir={tmp}", *args],
             capture_output=True,
             text=True,
-            timeout=300,
+            timeout=HANG_GUARD_S,
             cwd=tmp,
         )
         assert second.returncode == 2 and "Traceback" not in second.stderr
@@ -703,8 +704,8 @@ def r116_folder_split_list_id_without_files(data: Path, tmp: Path) -> str:
     for kind in ("images", "masks"):
         for f in (root / kind / "train").iterdir():
             f.rename(root / kind / f.name)
-    (root / "splits/train.txt").write_text("a\nb\nzz\n")
-    (root / "splits/val.txt").write_text("a\n")
+    (root / "splits/train.txt").write_text("a\nzz\n")
+    (root / "splits/val.txt").write_text("b\n")
     return message_of(lambda: _folder_setup(root))
 
 
@@ -839,6 +840,318 @@ def r146_infer_flip_not_boolean(data: Path, tmp: Path) -> str:
 
 def r147_infer_batch_zero(data: Path, tmp: Path) -> str:
     return _infer_refused("predict", tmp, data, "infer.batch=0")
+
+
+# -- issue 26: nothing lost, nothing silent (each case fails on the code before it) ---------------------
+
+
+def r170_predict_into_the_ground_truth_masks(data: Path, tmp: Path) -> str:
+    from fcnlab.inference.predict import predict
+
+    root = _folder(tmp)
+    before = (root / "masks/val/c.png").read_bytes()
+    overrides = ["ckpt=/never/read.ckpt", f"input={root}/images/val", f"output={root}/masks/val"]
+    message = message_of(lambda: predict(make_cfg("predict", overrides, tmp / "job")))
+    assert (root / "masks/val/c.png").read_bytes() == before and not (root / "masks/val/overlay").exists()
+    return message
+
+
+def r171_export_over_a_file_it_did_not_write(data: Path, tmp: Path) -> str:
+    (tmp / "notes.txt").write_text("my notes")
+    cfg = make_cfg("export", [f"ckpt={tmp}/best.ckpt", f"output={tmp}/notes.txt"], tmp / "job")
+    message = message_of(lambda: export(cfg))  # refused before the checkpoint is even read
+    assert (tmp / "notes.txt").read_text() == "my notes" and not (tmp / "notes.txt.json").exists()
+    return message
+
+
+def r172_run_folder_is_the_data_root(data: Path, tmp: Path) -> str:
+    before = sorted(p.relative_to(data) for p in data.rglob("*"))
+    message = message_of(lambda: tiny_train(str(data), data, "debug=fast"))
+    assert sorted(p.relative_to(data) for p in data.rglob("*")) == before  # nothing written into the data
+    return message
+
+
+def _palette_mask(path: Path, labels: np.ndarray, colours: list[tuple[int, int, int]]) -> None:
+    png = Image.fromarray(labels, mode="L").convert("P")
+    png.putpalette([c for colour in colours for c in colour] + [0] * 3 * (256 - len(colours)))
+    png.save(path)
+
+
+def r173_palette_mask_in_colours_classes_txt_does_not_list(data: Path, tmp: Path) -> str:
+    from fcnlab.data.folder import folder_samples
+    from helpers.folder_data import stripes
+
+    root = _folder(tmp, colours=True)  # sky (0, 0, 255), grass (0, 200, 0), road (90, 90, 90)
+    _palette_mask(root / "masks/train/a.png", stripes(), [(0, 0, 255), (0, 200, 0), (1, 2, 3)])
+    return message_of(lambda: load_sample(folder_samples(root)[0][0]))
+
+
+def r174_train_val_overlap(data: Path, tmp: Path) -> str:
+    root = _folder(tmp)
+    (root / "splits").mkdir()
+    for kind in ("images", "masks"):
+        for f in (root / kind / "train").iterdir():
+            f.rename(root / kind / f.name)
+    (root / "splits/train.txt").write_text("a\nb\n")
+    (root / "splits/val.txt").write_text("a\n")  # a leaked into validation
+    return message_of(lambda: _folder_setup(root))
+
+
+def r175_class_weight_nan(data: Path, tmp: Path) -> str:
+    weights = "loss.class_weights=[nan," + ",".join(["1"] * 20) + "]"
+    return message_of(lambda: tiny_train(str(data), tmp, weights, "debug=fast"))
+
+
+def _cached_weights_warning(tmp: Path, edit: Callable[[dict], None]) -> str:
+    from fcnlab.data.class_weights import CACHE_FILE, resolve_class_weights
+    from fcnlab.data.folder import folder_samples
+
+    root = _folder(tmp)
+    train = folder_samples(root)[0]
+    first = resolve_class_weights("median_frequency", 3, train, None, root, verbose=False)
+    cache = json.loads((root / CACHE_FILE).read_text())
+    edit(next(iter(cache["entries"].values())))
+    (root / CACHE_FILE).write_text(json.dumps(cache))
+    with pytest.MonkeyPatch.context() as patch:
+        said = []
+        patch.setattr("fcnlab.data.class_weights.log.warning", lambda fmt, *args: said.append(fmt % args))
+        again = resolve_class_weights("median_frequency", 3, train, None, root, verbose=False)
+    assert again == first and len(said) == 1  # recomputed, said once
+    assert resolve_class_weights("median_frequency", 3, train, None, root, verbose=False) == first
+    return said[0]
+
+
+def r176_class_weights_cache_edited_by_hand(data: Path, tmp: Path) -> str:
+    return _cached_weights_warning(tmp, lambda entry: entry["pixels"].__setitem__(1, -40))
+
+
+def r177_class_weights_cache_of_another_class_count(data: Path, tmp: Path) -> str:
+    return _cached_weights_warning(tmp, lambda entry: entry["pixels"].pop())
+
+
+def _sweep_config(*overrides: str):
+    from omegaconf import OmegaConf
+
+    return OmegaConf.create(
+        {"hydra": {"overrides": {"task": list(overrides)}, "job": {"config_name": "train"}}}
+    )
+
+
+def r178_another_sweeps_folder(data: Path, tmp: Path) -> str:
+    from fcnlab.hydra_checks import claim_sweep_dir
+
+    sweep = tmp / "sweep"
+    claim_sweep_dir(str(sweep), _sweep_config("model=fcn32s,fcn16s", "seed=0"))
+    claim_sweep_dir(str(sweep), _sweep_config("seed=0", "model=fcn32s,fcn16s", "resume=auto"))  # the same
+    return message_of(lambda: claim_sweep_dir(str(sweep), _sweep_config("model=fcn8s", "seed=0")))
+
+
+def r179_report_while_a_job_runs(data: Path, tmp: Path) -> str:
+    import fcntl
+
+    from fcnlab.cli.report import build_report
+
+    fake_job(tmp / "sweep" / "0_fcn32s_seed0", "fcn32s", 0)
+    running = tmp / "sweep" / "1_fcn8s_seed0"
+    running.mkdir(parents=True)
+    fd = os.open(running / ".fcnlab.lock", os.O_RDWR | os.O_CREAT)  # as fcnlab-train holds it
+    os.write(fd, f"{os.getpid()}\n".encode())
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    said = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(said):
+            rows = build_report(tmp / "sweep", tmp / "results")
+    finally:
+        os.close(fd)
+    assert [(r["variant"], r["status"]) for r in rows] == [("fcn32s", "ok"), ("fcn8s", "running")]
+    assert "fcn8s: still running (pid" in (tmp / "results" / "table2.md").read_text()
+    lines = [line for line in said.getvalue().splitlines() if not line.startswith("info: ")]
+    assert len(lines) == 1
+    return lines[0].removeprefix("warning: ").replace(f"(pid {os.getpid()})", "(pid <pid>)")
+
+
+def _zero_heavy_folder(tmp: Path) -> Path:
+    from helpers.folder_data import make_folder, stripes
+
+    masks = stripes(values=(0, 0, 0, 1, 2))  # mask 0 covers 8 of 12 rows: background, not "unlabelled"
+    return make_folder(tmp / "f", {"train": {"a": masks, "b": masks}, "val": {"c": masks}})
+
+
+def r180_reduce_zero_label_on_data_whose_zero_is_a_class(data: Path, tmp: Path) -> str:
+    from fcnlab.data.folder import folder_samples
+
+    notes: list[str] = []
+    folder_samples(_zero_heavy_folder(tmp), reduce_zero_label=True, notes=notes)
+    [note] = notes
+    return note
+
+
+def r181_images_in_a_subfolder_are_not_read(data: Path, tmp: Path) -> str:
+    from fcnlab.data.folder import folder_samples
+
+    root = _folder(tmp)
+    (root / "images/train/extra").mkdir()
+    Image.new("RGB", (10, 12)).save(root / "images/train/extra/d.png")
+    notes: list[str] = []
+    train, _, problems, _ = folder_samples(root, notes=notes)
+    assert [s.id for s in train] == ["a", "b"] and problems == []
+    [note] = notes
+    return note
+
+
+def r182_one_class(data: Path, tmp: Path) -> str:
+    root = _folder(tmp)
+    (root / "classes.txt").write_text("sky\n")
+    return message_of(lambda: _folder_setup(root))
+
+
+def r183_ctrl_c_during_convert(data: Path, tmp: Path) -> str:
+    from fcnlab.cli.data import main as data_main
+    from fcnlab.data import convert
+
+    real, calls = convert.save_index_png, []
+
+    def interrupted(labels, path):
+        calls.append(path)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # Ctrl-C half-way through the masks
+        real(labels, path)
+
+    err, code = io.StringIO(), None
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stderr(err):
+        patch.setattr(convert, "save_index_png", interrupted)
+        try:
+            data_main(["convert-voc", str(data), str(tmp / "folder")])
+        except SystemExit as e:
+            code = e.code
+        except KeyboardInterrupt:  # what the user saw as a traceback (and would stop pytest)
+            pytest.fail("Ctrl-C came out of fcnlab-data convert-voc as a raw KeyboardInterrupt")
+    assert code == 130 and len(calls) == 3
+    assert sorted(p.name for p in tmp.iterdir()) == []  # neither the folder nor its half-built twin
+    [line] = err.getvalue().splitlines()
+    return line
+
+
+def _big_image_predict(tmp: Path, *extra: str, geometry: str = "faithful") -> tuple[list[str], list[str]]:
+    """(errors, info lines) of fcnlab-predict on one 400x300 image with a tiny checkpoint."""
+    from fcnlab.inference import predict as predict_module
+    from test_predict import tiny_checkpoint
+
+    ckpt = tiny_checkpoint(tmp / "best.ckpt", "fcn32s", geometry)
+    (tmp / "in").mkdir()
+    Image.new("RGB", (400, 300), (200, 30, 30)).save(tmp / "in" / "big.png")
+    overrides = [f"ckpt={ckpt}", f"input={tmp / 'in'}", f"output={tmp / 'out'}", "device=cpu", *extra]
+    errors, infos = [], []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(predict_module, "_info", infos.append)
+        patch.setattr(predict_module, "free_memory", lambda device: 2**30)  # 1 GiB free, whatever the machine
+        predict_module.predict(make_cfg("predict", overrides, tmp / "job"), report=errors.append)
+    return errors, infos
+
+
+def r184_predict_scale_that_cannot_fit(data: Path, tmp: Path) -> str:
+    errors, _ = _big_image_predict(tmp, "infer.scales=[8.0]")
+    [error] = errors
+    assert not (tmp / "out" / "big.png").exists()
+    return error
+
+
+def r185_predict_out_of_memory(data: Path, tmp: Path) -> str:
+    from fcnlab.inference import predict as predict_module
+
+    def no_memory(*args, **kwargs):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(predict_module, "segment", no_memory)
+        errors, _ = _big_image_predict(tmp, "infer.scales=[2.0]")
+    [error] = errors
+    return error
+
+
+def r186_predict_many_windows_says_so(data: Path, tmp: Path) -> str:
+    from fcnlab.inference import budget
+
+    slide = ["infer=slide", "infer.crop=3", "infer.stride=3", "infer.batch=4096"]  # 100 x 134 windows
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(budget, "PROGRESS_EVERY_S", 0.0)  # a progress line after every forward pass
+        errors, infos = _big_image_predict(tmp, *slide, geometry="efficient")
+    assert errors == [] and (tmp / "out" / "big.png").is_file()
+    assert len(infos) == 1 + 4 and infos[-1].endswith("13,400/13,400 windows (100 %), about 0.0 min left")
+    return infos[0]
+
+
+def r187_multirun_job_error_stays_one_line(data: Path, tmp: Path) -> str:
+    args = [*tiny_overrides(str(data)), "optimizer.lr=-1,0", f"hydra.sweep.dir={tmp}/sweep"]
+    cmd = [sys.executable, "-m", "fcnlab.cli.train", "-m", f"paths.root_dir={tmp}", *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr
+    records = [json.loads(p.read_text()) for p in sorted((tmp / "sweep").glob("*/results.json"))]
+    assert [r["status"] for r in records] == ["failed", "failed"]  # the sweep went on after the first
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert errors[:2] == [f"error: {r['error']}" for r in records]  # each job's line, as it failed
+    return proc.stderr.strip().splitlines()[-1].removeprefix("error: ")  # the sweep's last word
+
+
+def r188_report_out_is_a_file(data: Path, tmp: Path) -> str:
+    from fcnlab.cli.report import build_report
+
+    fake_job(tmp / "sweep" / "fcn32s_seed0", "fcn32s", 0)
+    (tmp / "out.txt").write_text("")
+    return message_of(lambda: build_report(tmp / "sweep", tmp / "out.txt"))
+
+
+def r189_report_out_cannot_be_created(data: Path, tmp: Path) -> str:
+    from fcnlab.cli.report import build_report
+
+    fake_job(tmp / "sweep" / "fcn32s_seed0", "fcn32s", 0)
+    (tmp / "a_file").write_text("")
+    return message_of(lambda: build_report(tmp / "sweep", tmp / "a_file" / "results"))
+
+
+def r190_report_over_a_table_it_did_not_write(data: Path, tmp: Path) -> str:
+    from fcnlab.cli.report import build_report
+
+    fake_job(tmp / "sweep" / "fcn32s_seed0", "fcn32s", 0)
+    (tmp / "results").mkdir()
+    (tmp / "results" / "table2.md").write_text("my own table")
+    message = message_of(lambda: build_report(tmp / "sweep", tmp / "results"))
+    assert (tmp / "results" / "table2.md").read_text() == "my own table"
+    build_report(tmp / "sweep", tmp / "results", overwrite=True)  # said so: replaced,
+    build_report(tmp / "sweep", tmp / "results")  # and from then on the report's own, replaced again
+    return message
+
+
+def r191_sweep_folder_that_holds_no_sweep(data: Path, tmp: Path) -> str:
+    from fcnlab.hydra_checks import claim_sweep_dir
+
+    (tmp / "mine").mkdir()
+    (tmp / "mine" / "thesis.tex").write_text("")
+    return message_of(lambda: claim_sweep_dir(str(tmp / "mine"), _sweep_config("seed=0,1")))
+
+
+def r192_regenerate_over_files_the_generator_did_not_write(data: Path, tmp: Path) -> str:
+    from fcnlab.data.synthetic import MANIFEST, SyntheticConfig, generate
+
+    small = SyntheticConfig(sbd_train=2, sbd_val=1, voc_val=2, voc_val_in_sbd_train=1, voc_train=1)
+    small = SyntheticConfig(**{**small.__dict__, "classification_train": 20, "classification_val": 20})
+    root = generate(tmp / "gen", small, workers=1)
+    manifest = json.loads((root / MANIFEST).read_text())
+    (root / MANIFEST).write_text(json.dumps({**manifest, "version": 1}))  # as an older generator left it
+    (root / "notes.txt").write_text("mine")
+    message = message_of(lambda: generate(root, small, workers=1))
+    assert (root / "notes.txt").read_text() == "mine"
+    return message
+
+
+def r193_eval_into_a_folder_with_another_eval_json(data: Path, tmp: Path) -> str:
+    from fcnlab.inference.evaluate import evaluate
+
+    (tmp / "eval.json").write_text("{}")
+    cfg = make_cfg("eval", [f"ckpt={tmp}/never_read.ckpt"], tmp)
+    message = message_of(lambda: evaluate(cfg))
+    assert (tmp / "eval.json").read_text() == "{}"
+    return message
 
 
 CASES = {name.split("_")[0].upper(): fn for name, fn in dict(globals()).items() if re.match(r"r\d+_", name)}

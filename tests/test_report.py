@@ -129,3 +129,48 @@ def test_report_of_runs_on_different_classes_is_one_line(tmp_path):
         f"{sweep} is not one sweep's data: {sweep / 'fcn32s_seed0'} scored 3 classes and "
         f"{sweep / 'fcn8s_seed0'} 4 (class 2: 'dog' vs 'car'); report each dataset's sweep on its own"
     )
+
+
+def test_init_column_says_random_init_parent_stage_or_pretrained_backbone():
+    from fcnlab.reporting.table import summarize
+
+    base = {"status": "ok", "metrics": dict.fromkeys(("pixel_acc", "mean_acc", "mean_iu", "fw_iu"), 0.5)}
+    records = [
+        {**base, "variant": "fcn32s", "seed": 0, "pretrained": None, "init_from": None},
+        {**base, "variant": "fcn32s_fixed", "seed": 0, "pretrained": "backbone.pth", "init_from": None},
+        {**base, "variant": "fcn16s", "seed": 0, "init_from": "/s/1_fcn32s_seed0/checkpoints/best.ckpt"},
+        {**base, "variant": "fcn8s", "seed": 0},  # a record from before "pretrained" was stored
+    ]
+    init = {row["variant"]: row["init"] for row in summarize(records)}
+    assert init == {
+        "fcn32s": "random init",
+        "fcn32s_fixed": "pretrained backbone",
+        "fcn16s": "fcn32s best.ckpt",
+        "fcn8s": "pretrained backbone",
+    }
+
+
+def test_a_running_job_is_running_not_failed_and_a_dead_ones_lock_is_not_running(tmp_path):
+    import fcntl
+    import os
+
+    from fcnlab.reporting.table import collect, ordering_report, summarize
+
+    for job in ("0_fcn32s_seed0", "1_fcn8s_seed0"):
+        (tmp_path / job).mkdir()
+        (tmp_path / job / ".fcnlab.lock").write_text("12345\n")  # left by a killed run: free
+    (tmp_path / "0_fcn32s_seed0" / "results.json").write_text('{"variant": "fcn32s", "status": "failed"}')
+    rows = summarize(collect(tmp_path))
+    assert [(r["variant"], r["status"]) for r in rows] == [("fcn32s", "failed"), ("fcn8s", "failed")]
+    fd = os.open(tmp_path / "0_fcn32s_seed0" / ".fcnlab.lock", os.O_RDWR)  # now a re-run holds it
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        rows = summarize(collect(tmp_path))
+    finally:
+        os.close(fd)
+    assert [(r["variant"], r["status"]) for r in rows] == [("fcn32s", "running"), ("fcn8s", "failed")]
+    assert rows[0]["errors"] == "still running (pid 12345)"
+    assert ordering_report(rows) == [
+        "The ordering cannot be checked: fcn32s_fixed, fcn32s (still running), fcn16s, fcn8s failed, is "
+        "running or did not run."
+    ]

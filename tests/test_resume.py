@@ -19,6 +19,7 @@ import torch
 
 from fcnlab.data.datamodule import SegmentationDataModule
 from fcnlab.training.run import train
+from helpers.hang import HANG_GUARD_S
 from test_train import make_cfg, tiny_overrides, train_command
 
 HELPERS = Path(__file__).parent / "helpers"
@@ -46,7 +47,7 @@ def start(cmd: list[str], tmp_path: Path) -> subprocess.Popen:
     )
 
 
-def wait_for(predicate, proc: subprocess.Popen, timeout: float = 300) -> None:
+def wait_for(predicate, proc: subprocess.Popen, timeout: float = HANG_GUARD_S) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if proc.poll() is not None:
@@ -56,7 +57,7 @@ def wait_for(predicate, proc: subprocess.Popen, timeout: float = 300) -> None:
         time.sleep(0.02)
 
 
-def finish(proc: subprocess.Popen, timeout: float = 300) -> str:
+def finish(proc: subprocess.Popen, timeout: float = HANG_GUARD_S) -> str:
     out, _ = proc.communicate(timeout=timeout)
     assert proc.returncode == 0, out[-3000:]
     return out
@@ -91,7 +92,7 @@ def test_sigkill_mid_epoch_then_same_command_gives_identical_results(tiny_data, 
         *common,
         f"hydra.run.dir={killed}",
         f"+callbacks.marker.path={marker}",
-        "+callbacks.marker.pause=0.3",
+        "+callbacks.marker.hold_at=9",  # the run waits there to be killed (once: the rerun goes on)
         default_loader=True,
     )
     proc = start(cmd, tmp_path)
@@ -148,7 +149,9 @@ def test_killed_sweep_rerun_skips_finished_jobs(tiny_data, tmp_path):
         "hydra.sweep.subdir=${stage.variant}",
         "+callbacks.marker._target_=step_marker.StepMarker",
         "+callbacks.marker.path=${paths.output_dir}/step",
-        "+callbacks.marker.pause=0.2",
+        "+callbacks.marker.pause=0",
+        "+callbacks.marker.hold_at=8",  # fcn16s waits in its epoch 2 to be killed (once: the rerun goes on)
+        "+callbacks.marker.hold_if=/fcn16s/",
         multirun=True,
     )
     proc = start(cmd, tmp_path)

@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from fcnlab.cli.report import build_report
+from helpers.hang import HANG_GUARD_S
 from test_train import train_command
 
 
@@ -40,7 +41,7 @@ def run_sweep(sweep_dir: Path, data_root: str, tmp_path: Path, *extra: str) -> s
         "trainer.enable_progress_bar=false",
         *extra,
     ]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=HANG_GUARD_S, cwd=tmp_path)
 
 
 @pytest.fixture(scope="module")
@@ -174,7 +175,7 @@ assert not leaked, leaked
 def test_report_builds_without_torch_or_lightning(table2_sweep, tmp_path):
     out = tmp_path / "results"
     cmd = [sys.executable, "-c", BLOCK_TORCH, str(table2_sweep), "--out", str(out)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=HANG_GUARD_S)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "| fcn8s |" in proc.stdout and "info:" not in proc.stderr
     for name in ("table2.md", "table2.csv", "table2_metrics.png", "table2_curves.png", "table2_figure4.png"):
@@ -221,7 +222,7 @@ def test_optuna_lr_search_runs_two_trials_and_reports_the_best(tiny_data, tmp_pa
     limits = ["stage_epochs=1", "trainer.limit_train_batches=3"]
     cmd = train_command(tiny_data, tmp_path, *limits, multirun=True)
     cmd[4:4] = search  # --config-name comes before the overrides
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=HANG_GUARD_S, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     trials = [json.loads((sweep / f"trial{i}" / "results.json").read_text()) for i in (0, 1)]
     params = [yaml.safe_load((sweep / f"trial{i}/.hydra/overrides.yaml").read_text()) for i in (0, 1)]

@@ -24,6 +24,7 @@ from fcnlab.models import create_model
 from fcnlab.models.vgg import VGGClassifier, backbone_spec, vgg16_tiny_spec
 from fcnlab.training.run import train
 from fcnlab.wandb_runs import finish_wandb
+from helpers.hang import HANG_GUARD_S
 
 EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
 MODELS = sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml"))
@@ -406,7 +407,7 @@ def test_a_refused_rerun_never_touches_the_finished_record(tiny_data, tmp_path):
     run = tmp_path / "run"
     limits = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=2"]
     command = train_command(tiny_data, tmp_path, "model=fcn32s", *limits, f"hydra.run.dir={run}")
-    first = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    first = subprocess.run(command, capture_output=True, text=True, timeout=HANG_GUARD_S, cwd=tmp_path)
     assert first.returncode == 0, first.stderr[-3000:]
     finished = {name: (run / name).read_bytes() for name in ("results.json", "job.json")}
     assert json.loads(finished["results.json"])["status"] == "ok"
@@ -414,7 +415,9 @@ def test_a_refused_rerun_never_touches_the_finished_record(tiny_data, tmp_path):
         ("optimizer.lr=0", "error: optimizer.lr=0: the learning rate must be positive"),
         ("model=fcn16s", f"error: {run} holds a run of other overrides"),  # another job's folder
     ):
-        again = subprocess.run([*command, typo], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+        again = subprocess.run(
+            [*command, typo], capture_output=True, text=True, timeout=HANG_GUARD_S, cwd=tmp_path
+        )
         assert again.returncode == 2 and said in again.stderr, again.stderr[-3000:]
         assert {name: (run / name).read_bytes() for name in finished} == finished, typo
 

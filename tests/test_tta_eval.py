@@ -17,6 +17,7 @@ from fcnlab.evaluation import segmentation_scores
 from fcnlab.inference.evaluate import evaluate
 from fcnlab.inference.predict import predict
 from fcnlab.training import load_module
+from helpers.hang import HANG_GUARD_S
 from test_predict import make_cfg, tiny_checkpoint
 
 DATA = ["data.generate=null", "data.num_workers=0", "trainer.enable_progress_bar=false"]
@@ -132,7 +133,7 @@ def test_a_bad_setting_is_one_line_from_every_command_before_any_work(command, o
         [sys.executable, "-m", f"fcnlab.cli.{command}", f"paths.root_dir={tmp_path}", *args, option],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=HANG_GUARD_S,
         cwd=tmp_path,
     )
     assert proc.returncode == 2, proc.stderr

@@ -20,6 +20,7 @@ import torch
 import torchvision
 
 from fcnlab.data.synthetic import SyntheticConfig, generate
+from helpers.hang import HANG_GUARD_S
 
 pytestmark = pytest.mark.slow
 
@@ -88,7 +89,7 @@ def fcnlab_train(
         *args,
     ]
     env = {**os.environ, "TORCH_HOME": str(torch_home)}
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=1200, cwd=cwd, env=env)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=HANG_GUARD_S, cwd=cwd, env=env)
 
 
 def checkpoint(path: Path) -> dict:

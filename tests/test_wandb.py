@@ -21,6 +21,7 @@ from fcnlab.training.callbacks import (
 )
 from fcnlab.training.run import train
 from fcnlab.wandb_runs import finish_wandb, sweep_group
+from helpers.hang import HANG_GUARD_S
 from test_train import make_cfg, tiny_overrides
 
 
@@ -190,7 +191,7 @@ def test_multirun_is_one_group_of_runs_and_report_joins_it(offline_wandb, tiny_d
         "trainer.limit_val_batches=2",
         "callbacks.wandb_media.num_images=1",
     ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=HANG_GUARD_S, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     jobs = sorted(p for p in sweep.iterdir() if p.is_dir())
     assert [j.name for j in jobs] == ["0_fcn32s_seed0", "1_fcn16s_seed0"]

@@ -42,7 +42,7 @@ def generate_main(argv: list[str]) -> None:
     if (root is None) == (out is None):
         parser.error("give the output folder once: fcnlab-data generate [--layout folder] OUT")
     start = time.perf_counter()
-    with exit_on_user_error():
+    with exit_on_user_error(root or out):
         out = generate(root or out, SyntheticConfig(**args), workers, layout=layout)
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
     print(f"{out}: {size / 2**20:.1f} MiB, {time.perf_counter() - start:.1f} s")
@@ -56,7 +56,7 @@ def convert_main(argv: list[str]) -> None:
     parser.add_argument("dst", help="new folder: images/{train,val}, masks/{train,val}, classes.txt")
     parser.add_argument("--protocol", choices=PROTOCOLS, default="seg11valid")
     args = parser.parse_args(argv)
-    with exit_on_user_error():
+    with exit_on_user_error(args.dst):
         out = convert_voc(args.src, args.dst, args.protocol)
     n = {s: sum(1 for _ in (out / "images" / s).iterdir()) for s in ("train", "val")}
     print(f"{out}: {n['train']} train and {n['val']} val images; train with data=folder data.root={out}")
@@ -72,13 +72,13 @@ def check_main(argv: list[str]) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     overrides = (["data=folder", f"data.root={args.root}"] if args.root else []) + args.overrides
-    with exit_on_user_error():
+    with exit_on_user_error("the data (the check writes nothing)"):
         code = run_check(overrides, bar=not args.no_progress)
     sys.exit(code)
 
 
 def throughput_main(overrides: list[str]) -> None:
-    with exit_on_user_error():
+    with exit_on_user_error("the data (the measurement writes nothing)"):
         cfg = compose_train_config(overrides)
         datamodule = build("data", cfg.data, _convert_="all")
         datamodule.prepare_data()

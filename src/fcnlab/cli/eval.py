@@ -19,7 +19,7 @@ from fcnlab.inference.evaluate import evaluate, format_table
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="eval")
 def main(cfg: DictConfig) -> None:
-    with exit_on_user_error():
+    with exit_on_user_error(cfg.paths.output_dir):
         result = evaluate(cfg)
     print(format_table(result))
 

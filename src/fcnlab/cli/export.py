@@ -16,7 +16,7 @@ from fcnlab.inference.export import export
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="export")
 def main(cfg: DictConfig) -> None:
-    with exit_on_user_error():
+    with exit_on_user_error(cfg.get("output") or "the checkpoint's folder"):
         result = export(cfg)
     print(
         f"exported {result['model']} to {result['path']} (opset {result['opset']}, {result['exporter']}); "

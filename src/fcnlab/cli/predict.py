@@ -19,7 +19,7 @@ from fcnlab.inference.predict import predict, summary
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="predict")
 def main(cfg: DictConfig) -> None:
-    with exit_on_user_error():
+    with exit_on_user_error(cfg.output):
         record = predict(cfg)
     print(summary(record))
     if record["errors"]:

@@ -31,6 +31,11 @@ def main(argv: list[str] | None = None) -> None:
         "--note", action="append", default=[], help="an extra line for the report (repeatable)"
     )
     parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace table2.* / figure files in --out that fcnlab-report did not write (refused otherwise)",
+    )
+    parser.add_argument(
         "--wandb",
         action="store_true",
         help="also log table and figures as a wandb run in the sweep's group (offline: <sweep dir>/wandb)",
@@ -55,8 +60,8 @@ def main(argv: list[str] | None = None) -> None:
             file=sys.stderr,
         )
         sys.exit(2)
-    with exit_on_user_error():
-        rows = build_report(args.sweep_dir, args.out, args.note)
+    with exit_on_user_error(args.out):
+        rows = build_report(args.sweep_dir, args.out, args.note, overwrite=args.overwrite)
     print((args.out / "table2.md").read_text())
     if args.wandb:
         from fcnlab.reporting.wandb_run import log_to_wandb

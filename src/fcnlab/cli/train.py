@@ -20,7 +20,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from fcnlab.config import CONF_DIR
-from fcnlab.errors import FCNLabError, one_line
+from fcnlab.errors import INTERRUPTED, FCNLabError, by_ctrl_c, interrupted_line, one_line
 from fcnlab.training.distributed import ddp_job_scope
 from fcnlab.training.run import fail_record, train
 
@@ -34,10 +34,18 @@ def main(cfg: DictConfig) -> float:
             results = train(cfg)
     except FCNLabError as e:
         fail_record(cfg, one_line(e))
+        print(f"error: {one_line(e)}", file=sys.stderr, flush=True)
         if HydraConfig.get().mode == RunMode.MULTIRUN:
-            raise  # this job fails; the sweep goes on and the report marks the row
-        print(f"error: {one_line(e)}", file=sys.stderr)
+            # This job fails; the sweep goes on, ends non-zero with this line (fcnlab.hydra_checks.
+            # OneLineJobErrors), and the report marks the row.
+            raise
         sys.exit(2)
+    except (KeyboardInterrupt, SystemExit) as e:  # Ctrl-C (Lightning's fit turns it into sys.exit(1))
+        if not by_ctrl_c(e):
+            raise
+        where = f"{cfg.paths.output_dir}; the same command resumes the run"
+        print(interrupted_line(where), file=sys.stderr, flush=True)
+        sys.exit(INTERRUPTED)
     finally:
         if "wandb" in sys.modules:
             from fcnlab.wandb_runs import finish_wandb

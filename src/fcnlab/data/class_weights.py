@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -89,9 +90,16 @@ def cached_counts(
             entries = json.loads(path.read_text()).get("entries", {})
         except (OSError, ValueError, AttributeError):
             entries = {}
+    if not isinstance(entries, dict):
+        entries = {}
     if key in entries:
-        e = entries[key]
-        return np.array(e["pixels"], dtype=np.int64), np.array(e["image_pixels"], dtype=np.int64), True
+        why = entry_problem(entries[key], num_classes, len(samples))
+        if why is None:
+            e = entries[key]
+            return np.array(e["pixels"], dtype=np.int64), np.array(e["image_pixels"], dtype=np.int64), True
+        log.warning(
+            "%s: the cached class counts of these train masks %s; recomputed from the masks", path, why
+        )
     pixels, image_pixels = pixel_counts(samples, num_classes)
     if path is not None:
         entries[key] = {
@@ -104,6 +112,25 @@ def cached_counts(
         except OSError as e:  # a read-only dataset: computed again next time
             log.info("class weights not cached (%s): %s", path, e)
     return pixels, image_pixels, False
+
+
+def entry_problem(entry: object, num_classes: int, images: int) -> str | None:
+    """What makes a cache entry unusable (a hand edit, a file of another version), or None."""
+    if not isinstance(entry, dict):
+        return "are not a record"
+    for field in ("pixels", "image_pixels"):
+        values = entry.get(field)
+        if not isinstance(values, list) or len(values) != num_classes:
+            count = len(values) if isinstance(values, list) else "no"
+            return f"hold {count} values in {field} for {num_classes} classes"
+        for v in values:
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                return f"hold {json.dumps(v)} in {field}, not a pixel count (a whole number >= 0)"
+    if any(p > i for p, i in zip(entry["pixels"], entry["image_pixels"], strict=True)):
+        return "count more pixels of a class than the images holding it have"
+    if entry.get("images") != images:
+        return f"are of {entry.get('images')} masks, not {images}"
+    return None
 
 
 def weights_table(names: Sequence[str], pixels: np.ndarray, weights: Sequence[float]) -> str:
@@ -165,6 +192,12 @@ def check_weight_list(spec: object, num_classes: int) -> list[float]:
         raise FCNLabError(
             f"loss.class_weights has {len(values)} values but the data has {num_classes} classes; "
             "give one weight per class (in class order) or use median_frequency"
+        )
+    bad = next((i for i, v in enumerate(values) if not math.isfinite(v)), None)
+    if bad is not None:
+        raise FCNLabError(
+            f"loss.class_weights[{bad}]={values[bad]}: every weight must be a finite number >= 0 "
+            "(the loss would be nan or inf)"
         )
     if any(v < 0 for v in values) or not any(v > 0 for v in values):
         raise FCNLabError(f"loss.class_weights={values}: weights must be >= 0 and at least one > 0")

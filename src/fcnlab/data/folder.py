@@ -13,6 +13,7 @@ stops at the first.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from fcnlab.data.classes import VOID
@@ -24,6 +25,8 @@ from fcnlab.errors import FCNLabError
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".webp")
 SPLITS = ("train", "val")
 SHOWN = 5  # ids named in a message
+
+log = logging.getLogger(__name__)
 
 
 def _first(ids) -> str:
@@ -38,9 +41,23 @@ def expected_layout(root: Path) -> str:
     )
 
 
-def _files(folder: Path, problems: list[str], masks: bool) -> dict[str, Path]:
-    """id -> file of the images (or PNG masks) directly in ``folder``; odd files become problems."""
+def _files(folder: Path, problems: list[str], masks: bool, notes: list[str]) -> dict[str, Path]:
+    """id -> file of the images (or PNG masks) directly in ``folder``; odd files become problems, files
+    that are not read (subfolders, other files) a note."""
     found: dict[str, Path] = {}
+    skipped = [p for p in sorted(folder.iterdir()) if not p.name.startswith(".") and not p.is_file()]
+    skipped += [
+        p
+        for p in sorted(folder.iterdir())
+        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() not in IMAGE_EXTS
+    ]
+    if skipped:
+        shown = ", ".join(p.name + ("/" if p.is_dir() else "") for p in skipped[:SHOWN])
+        notes.append(
+            f"{folder}: {len(skipped)} entr{'y is' if len(skipped) == 1 else 'ies are'} not read (first: "
+            f"{shown}): only the {'PNG masks' if masks else 'image files'} directly in this folder are, "
+            "subfolders are not searched"
+        )
     for path in sorted(folder.iterdir()):
         if path.name.startswith(".") or not path.is_file():
             continue
@@ -63,7 +80,9 @@ def _files(folder: Path, problems: list[str], masks: bool) -> dict[str, Path]:
     return found
 
 
-def _split_from_folders(root: Path, split: str, coding: MaskCoding, problems: list[str]) -> list[Sample]:
+def _split_from_folders(
+    root: Path, split: str, coding: MaskCoding, problems: list[str], notes: list[str]
+) -> list[Sample]:
     images_dir, masks_dir = root / "images" / split, root / "masks" / split
     if not images_dir.is_dir():
         problems.append(
@@ -73,7 +92,7 @@ def _split_from_folders(root: Path, split: str, coding: MaskCoding, problems: li
     if not masks_dir.is_dir():
         problems.append(f"{masks_dir}: missing; put one <id>.png mask per image of images/{split} there")
         return []
-    images, masks = _files(images_dir, problems, False), _files(masks_dir, problems, True)
+    images, masks = _files(images_dir, problems, False, notes), _files(masks_dir, problems, True, notes)
     if not images:
         problems.append(f"{images_dir}: no images; put the {split} images there (<id>.jpg, <id>.png, ...)")
         return []
@@ -91,7 +110,9 @@ def _split_from_folders(root: Path, split: str, coding: MaskCoding, problems: li
     return [Sample(i, images[i], masks[i], coding) for i in sorted(set(images) & set(masks))]
 
 
-def _split_from_list(root: Path, split: str, coding: MaskCoding, problems: list[str]) -> list[Sample]:
+def _split_from_list(
+    root: Path, split: str, coding: MaskCoding, problems: list[str], notes: list[str]
+) -> list[Sample]:
     listed = root / "splits" / f"{split}.txt"
     if not listed.is_file():
         problems.append(f"{listed}: missing; list the {split} ids there, one a line, as in splits/train.txt")
@@ -134,11 +155,76 @@ def check_void_index(void_index: object, names: tuple[str, ...], reduce_zero_lab
         )
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    if a.resolve() == b.resolve():
+        return True
+    return a.stat().st_size == b.stat().st_size and a.read_bytes() == b.read_bytes()
+
+
+def overlap_problem(root: Path, train: list[Sample], val: list[Sample]) -> str | None:
+    """The train/val overlap (the same image in both splits), or None: validation must not score images
+    the net trained on. Split lists: an id in both; split folders: an id whose two images are the same."""
+    val_images = {s.id: s.image for s in val}
+    both = sorted(s.id for s in train if s.id in val_images and _same_file(s.image, val_images[s.id]))
+    if not both:
+        return None
+    if (root / "splits").is_dir():
+        where = f"{root}/splits: {len(both)} id(s) listed in both train.txt and val.txt"
+    else:
+        where = f"{root}/images: {len(both)} image(s) in both train and val (the same file)"
+    return (
+        f"{where} (first: {_first(both)}); validation would score images the net trained on: remove them "
+        "from one split, or set data.allow_overlap=true if that is intended"
+    )
+
+
+def zero_label_note(root: Path, train: list[Sample], coding: MaskCoding) -> str | None:
+    """With ``reduce_zero_label``, how much of a few train masks value 0 (made void) covers, when that
+    is most of them: 0 is then likely a class of the data (e.g. background), not "unlabelled"."""
+    from fcnlab.data.loading import mask_pixels
+
+    zeros = total = 0
+    for sample in train[:8]:
+        try:
+            values = mask_pixels(sample.mask, lambda png: None)
+        except FCNLabError:
+            continue  # named by the checks that read this mask
+        if values.ndim == 2:
+            zeros, total = zeros + int((values == 0).sum()), total + values.size
+    if not total or zeros / total <= 0.5:
+        return None
+    return (
+        f"data.reduce_zero_label=true makes mask value 0 void, and 0 covers {100 * zeros / total:.1f} % of "
+        f"the pixels of the first {min(8, len(train))} train masks of {root}: if 0 is one of your classes "
+        "(e.g. background), drop data.reduce_zero_label"
+    )
+
+
+_noted: set[str] = set()
+
+
+def log_notes_once(notes: list[str]) -> None:
+    """Each note (an ignored file, a suspicious setting) logged once per process."""
+    for note in notes:
+        if note not in _noted:
+            _noted.add(note)
+            log.warning(note)
+
+
 def folder_samples(
-    root: str | Path, void_index: int = VOID, reduce_zero_label: bool = False
+    root: str | Path,
+    void_index: int = VOID,
+    reduce_zero_label: bool = False,
+    allow_overlap: bool = False,
+    notes: list[str] | None = None,
 ) -> tuple[list[Sample], list[Sample], list[str], MaskCoding | None]:
-    """(train, val, every problem found, the mask coding) of the folder layout under ``root``."""
+    """(train, val, every problem found, the mask coding) of the folder layout under ``root``.
+
+    What is not wrong but worth a word (files not read, a suspicious setting) goes to ``notes`` if
+    given, else to the log, once per process.
+    """
     root = Path(root)
+    said: list[str] = [] if notes is None else notes
     if not root.is_dir():
         what = "is a file, not a folder" if root.exists() else "does not exist"
         return [], [], [f"data.root={root} {what}; {expected_layout(root)}"], None
@@ -150,18 +236,29 @@ def folder_samples(
         len(classes.names), classes.colors, void_index, reduce_zero_label, str(root / CLASSES_FILE)
     )
     split = _split_from_list if (root / "splits").is_dir() else _split_from_folders
-    train, val = (split(root, name, coding, problems) for name in SPLITS)
+    train, val = (split(root, name, coding, problems, said) for name in SPLITS)
+    if not allow_overlap and (overlap := overlap_problem(root, train, val)):
+        problems.append(overlap)
+    if reduce_zero_label and (note := zero_label_note(root, train, coding)):
+        said.append(note)
+    if notes is None:
+        log_notes_once(said)
     return train, val, problems, coding
 
 
-def require_usable(root: str | Path | None, void_index: int = VOID, reduce_zero_label: bool = False):
+def require_usable(
+    root: str | Path | None,
+    void_index: int = VOID,
+    reduce_zero_label: bool = False,
+    allow_overlap: bool = False,
+):
     """(train, val) of the layout, or the first problem as an error (with how to list them all)."""
     if root in (None, ""):
         raise FCNLabError(
             "data=folder needs data.root=DIR: a folder holding images/{train,val}, masks/{train,val} "
             f"and {CLASSES_FILE}"
         )
-    train, val, problems, _ = folder_samples(root, void_index, reduce_zero_label)
+    train, val, problems, _ = folder_samples(root, void_index, reduce_zero_label, allow_overlap)
     if problems:
         more = (
             f" ({len(problems) - 1} more problem(s): fcnlab-data check data=folder data.root={root} "
@@ -191,6 +288,7 @@ class FolderDataModule(SegmentationDataModule):
         class_names: list[str] | None = None,
         num_classes: int | None = None,
         generate: dict | None = None,
+        allow_overlap: bool = False,
         **kwargs,
     ) -> None:
         if root in (None, ""):
@@ -217,9 +315,10 @@ class FolderDataModule(SegmentationDataModule):
             root, protocol="folder", class_names=list(classes.names), class_colors=colors, **kwargs
         )
         self.void_index, self.reduce_zero_label = void_index, bool(reduce_zero_label)
+        self.allow_overlap = bool(allow_overlap)
 
     def split_samples(self) -> tuple[list[Sample], list[Sample]]:
-        return require_usable(self.root, self.void_index, self.reduce_zero_label)
+        return require_usable(self.root, self.void_index, self.reduce_zero_label, self.allow_overlap)
 
     def split_names(self) -> dict[str, str]:
         return {"train": "train", "val": "val"}

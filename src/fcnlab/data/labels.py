@@ -20,6 +20,7 @@ from fcnlab.errors import FCNLabError
 log = logging.getLogger(__name__)
 
 CLASSES_FILE = "classes.txt"
+VOID_COLOUR = (224, 224, 192)  # VOC's colour of the void value 255: void, not a class, in a palette mask
 INDEX_MODES = ("L", "P", "1")
 
 
@@ -51,6 +52,11 @@ def classes_problems(path: Path) -> tuple[ClassList | None, list[str]]:
         colors.append((tuple(int(p) for p in rgb), number) if rgb else None)
     if not lines:
         problems.append(f"{path}: no classes; write one class name a line")
+    elif len(lines) == 1 and not problems:
+        problems.append(
+            f"{path}: 1 class ({names[0][0]}); a segmentation needs at least 2 classes (e.g. background "
+            f"and {names[0][0]}), one a line"
+        )
     if len(lines) > VOID:
         problems.append(f"{path}: {len(lines)} classes; at most {VOID} (mask value {VOID} is void)")
     coloured = [c for c in colors if c is not None]
@@ -113,10 +119,18 @@ class MaskCoding:
                 f"of {self.classes_file}"
             )
 
-    def decode(self, path: Path, pixels: np.ndarray) -> tuple[np.ndarray, dict]:
-        """(H, W) uint8 labels (0..K-1, 255 void) and ``{colour: pixels}`` of RGB colours not listed."""
+    def decode(
+        self, path: Path, pixels: np.ndarray, palette: np.ndarray | None = None
+    ) -> tuple[np.ndarray, dict]:
+        """(H, W) uint8 labels (0..K-1, 255 void) and ``{colour: pixels}`` of RGB colours not listed.
+
+        ``palette``: a P mask's (256, 3) colours. Where ``classes.txt`` gives colours, such a mask is read
+        by its colours, as an RGB one (an image editor may reorder a palette when it re-saves a file).
+        """
         if pixels.ndim == 3:
             return self._decode_rgb(pixels)
+        if palette is not None and self.colors is not None and not self.reduce_zero_label:
+            pixels = self._palette_to_ids(path, pixels.astype(np.uint8), palette)
         raw = pixels.astype(np.uint8)
         labels = raw.copy()
         void = raw == self.void_index
@@ -129,6 +143,30 @@ class MaskCoding:
             values, counts = np.unique(raw[bad], return_counts=True)
             raise FCNLabError(self._out_of_range(path, values, counts))
         return labels, {}
+
+    def _palette_to_ids(self, path: Path, index: np.ndarray, palette: np.ndarray) -> np.ndarray:
+        """A P mask's indices turned into class ids by their colours (the void index stays void).
+
+        A palette that already holds each class's colour at its id changes nothing. A colour that
+        ``classes.txt`` does not list (other than VOC's void colour) is refused: the indices of such a
+        file are not known to be class ids, and its colours name no class.
+        """
+        used = [int(u) for u in np.unique(index) if u != self.void_index]
+        colors = {tuple(c): k for k, c in enumerate(self.colors)}
+        if all(u < len(self.colors) and tuple(palette[u]) == self.colors[u] for u in used):
+            return index
+        lut = np.full(256, self.void_index, dtype=np.uint8)
+        for u in used:
+            colour = tuple(int(c) for c in palette[u])
+            if colour in colors:
+                lut[u] = colors[colour]
+            elif colour != VOID_COLOUR:
+                raise FCNLabError(
+                    f"{path}: palette mask whose colours are not those of {self.classes_file} (index {u} "
+                    f"is {colour}, which no class has), so its indices cannot be read as classes; save it "
+                    f"in the colours of {self.classes_file} (palette or RGB) or as a grey (mode L) index PNG"
+                )
+        return lut[index]
 
     def _out_of_range(self, path: Path, values: np.ndarray, counts: np.ndarray) -> str:
         shown = [f"{v} ({c} pixels)" for v, c in zip(values[:8].tolist(), counts[:8].tolist(), strict=True)]

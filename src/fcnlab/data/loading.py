@@ -169,8 +169,18 @@ def size_mismatch(sample: Sample, image_hw: tuple[int, int], mask_hw: tuple[int,
 
 def read_folder_mask(path: Path, coding: MaskCoding) -> tuple[np.ndarray, dict]:
     """A folder dataset's mask decoded by ``coding``: (H, W) uint8 labels, ``{unlisted colour: pixels}``."""
-    pixels = mask_pixels(path, lambda png: coding.check_mode(path, png.mode))
-    return coding.decode(path, pixels)
+    palettes = []
+
+    def check(png: Image.Image) -> None:
+        coding.check_mode(path, png.mode)
+        if png.mode == "P" and coding.colors is not None:  # read by its colours (MaskCoding.decode)
+            colours = np.zeros((256, 3), dtype=np.uint8)
+            stored = np.asarray(png.getpalette("RGB") or [], dtype=np.uint8).reshape(-1, 3)[:256]
+            colours[: len(stored)] = stored
+            palettes.append(colours)
+
+    pixels = mask_pixels(path, check)
+    return coding.decode(path, pixels, palettes[0] if palettes else None)
 
 
 def load_folder_mask(path: Path, coding: MaskCoding) -> torch.Tensor:

@@ -30,6 +30,7 @@ class Survey:
     pixels: dict[str, np.ndarray] = field(default_factory=dict)  # split -> pixels per class
     images: dict[str, np.ndarray] = field(default_factory=dict)  # split -> images holding each class
     counts: dict[str, int] = field(default_factory=dict)  # split -> samples
+    notes: list[str] = field(default_factory=list)  # not wrong, worth a word: files not read, settings
 
 
 def _labels(sample: Sample) -> tuple[np.ndarray, dict]:
@@ -70,10 +71,14 @@ def survey_config(data_cfg, bar: bool = True) -> Survey:
         root = data_cfg.get("root")
         if root in (None, ""):
             raise FCNLabError("fcnlab-data check data=folder needs data.root=DIR (or --root DIR)")
-        train, val, problems, _ = folder_samples(root, data_cfg.void_index, data_cfg.reduce_zero_label)
+        notes: list[str] = []
+        allow_overlap = data_cfg.get("allow_overlap", False)
+        train, val, problems, _ = folder_samples(
+            root, data_cfg.void_index, data_cfg.reduce_zero_label, allow_overlap, notes
+        )
         classes, _ = classes_problems(Path(root) / CLASSES_FILE)
         names = list(classes.names) if classes is not None else []
-        report = Survey(names, list(problems))
+        report = Survey(names, list(problems), notes=notes)
         if classes is None:
             return report
     else:
@@ -111,6 +116,8 @@ def run_check(overrides: list[str], bar: bool = True) -> int:
     report = survey_config(cfg.data, bar)
     if report.pixels:
         print(format_survey(report))
+    for note in report.notes:
+        print(f"warning: {note}", file=sys.stderr)
     for problem in report.problems:
         print(problem)
     if report.problems:

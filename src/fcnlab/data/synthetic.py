@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -40,6 +41,9 @@ from fcnlab.data.scenes import render_object, render_scene, void_band
 from fcnlab.errors import FCNLabError
 
 MANIFEST = "fcnlab_synthetic.json"
+# What a generated VOC-layout tree holds at its top (the class-weight cache is fcnlab's too): a rebuild
+# replaces the folder only when nothing else is there.
+GENERATED_TOP = {"VOCdevkit", "benchmark_RELEASE", "classification", MANIFEST, "fcnlab_class_weights.json"}
 # Bump when the drawing (fcnlab.data.scenes) changes what a given config produces: older trees are
 # then rebuilt.
 GENERATOR_VERSION = 2
@@ -163,9 +167,16 @@ def _build(cfg: SyntheticConfig, out: Path, workers: int) -> None:
         (cfg, i, "train" if i < n_train else "val", out) for i in range(n_train + cfg.classification_val)
     ]
     if workers > 1:
-        with ProcessPoolExecutor(workers) as pool:
+        # Ctrl-C reaches the whole process group: the workers ignore it (no traceback from each), the
+        # parent stops, drops the queued work and removes the half-built folder.
+        pool = ProcessPoolExecutor(
+            workers, initializer=signal.signal, initargs=(signal.SIGINT, signal.SIG_IGN)
+        )
+        try:
             list(pool.map(_write_scene, jobs, chunksize=32))
             list(pool.map(_write_object, objects, chunksize=64))
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
     else:
         for job in jobs:
             _write_scene(job)
@@ -174,6 +185,15 @@ def _build(cfg: SyntheticConfig, out: Path, workers: int) -> None:
 
 
 LAYOUTS = ("voc", "folder")
+
+
+def _manifest_of(root: Path) -> dict | None:
+    """The generator's record in ``root`` (None: none, or not one it wrote: then the folder is not ours)."""
+    try:
+        found = json.loads((root / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+    return found if isinstance(found, dict) else None
 
 
 def _generate_folder(root: Path, cfg: SyntheticConfig, workers: int | None) -> Path:
@@ -185,8 +205,7 @@ def _generate_folder(root: Path, cfg: SyntheticConfig, workers: int | None) -> P
     from fcnlab.data.convert import convert_voc  # imported here: only this layout needs it
 
     record = {"config": asdict(cfg), "version": GENERATOR_VERSION, "layout": "folder"}
-    manifest = root / MANIFEST
-    if manifest.is_file() and json.loads(manifest.read_text()) == record:
+    if _manifest_of(root) == record:
         return root
     if root.exists() and any(root.iterdir()):
         raise FCNLabError(
@@ -240,14 +259,20 @@ def _generate_voc(root: Path, cfg: SyntheticConfig, workers: int | None) -> Path
         )
     wanted = asdict(cfg)
     manifest = root / MANIFEST
-    if manifest.is_file():
-        found = json.loads(manifest.read_text())
+    if (found := _manifest_of(root)) is not None:
         if found.get("config") == wanted and found.get("version") == GENERATOR_VERSION:
             return root
         if found.get("config") != wanted:  # else: our own tree from an older generator, rebuilt below
             raise FCNLabError(
                 f"data.root={root} holds a generated dataset with other settings ({manifest}); "
                 "delete that folder or point data.root elsewhere"
+            )
+        if added := sorted(
+            p.name for p in root.iterdir() if p.name not in GENERATED_TOP and p.name[0] != "."
+        ):
+            raise FCNLabError(
+                f"data.root={root} holds a dataset of an older fcnlab generator, to be rebuilt, and also "
+                f"files it did not write ({', '.join(added[:3])}); move them out, or delete the folder"
             )
     elif root.exists() and any(root.iterdir()):
         raise FCNLabError(

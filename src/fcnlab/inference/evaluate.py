@@ -16,9 +16,12 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
+from fcnlab.atomic import own_outputs, refuse_foreign, write_json
 from fcnlab.errors import FCNLabError
+from fcnlab.inference.budget import describe, is_out_of_memory
 from fcnlab.models.inference import InferSettings, infer_settings
-from fcnlab.runinfo import write_json
+
+EVAL_JSON = "eval.json"  # the run folder's record (a sweep's pass: the summary; each job: results_tta.json)
 
 
 def _short(names: list[str], limit: int = 6) -> str:
@@ -50,12 +53,15 @@ def check_same_classes(ckpt: str, module, datamodule) -> list[str]:
 def evaluate(cfg: DictConfig) -> dict:
     """One checkpoint (``ckpt=``) or, with ``sweep=<dir>``, every finished job of a sweep."""
     settings = infer_settings(cfg.get("infer"))  # before anything is loaded
-    if cfg.get("sweep"):
-        from fcnlab.inference.sweep_eval import evaluate_sweep
+    out_dir = Path(cfg.paths.output_dir)
+    refuse_foreign([out_dir / EVAL_JSON], "fcnlab-eval", "choose another hydra.run.dir")
+    with own_outputs(out_dir, [EVAL_JSON], "fcnlab-eval"):
+        if cfg.get("sweep"):
+            from fcnlab.inference.sweep_eval import evaluate_sweep
 
-        return evaluate_sweep(cfg, settings)
-    result = evaluate_checkpoint(cfg, str(cfg.ckpt), cfg.data, settings)
-    write_json(Path(cfg.paths.output_dir) / "eval.json", result)
+            return evaluate_sweep(cfg, settings)
+        result = evaluate_checkpoint(cfg, str(cfg.ckpt), cfg.data, settings)
+        write_json(out_dir / EVAL_JSON, result)
     return result
 
 
@@ -76,7 +82,15 @@ def evaluate_checkpoint(cfg: DictConfig, ckpt: str, data: DictConfig, settings: 
         cfg.trainer, logger=False, callbacks=[], enable_progress_bar=False, enable_checkpointing=False
     )
     start = time.perf_counter()
-    trainer.validate(module, datamodule=datamodule, verbose=False)
+    try:
+        trainer.validate(module, datamodule=datamodule, verbose=False)
+    except Exception as e:
+        if not is_out_of_memory(e):
+            raise
+        raise FCNLabError(
+            f"ckpt={ckpt}: out of memory while evaluating ({describe(settings)}); lower infer.scales or "
+            "infer.crop (infer=slide), or use another device"
+        ) from None
     seconds = time.perf_counter() - start
     images = len(trainer.val_dataloaders.dataset)
     scores = module.last_scores

@@ -8,6 +8,8 @@ Right after export, onnxruntime runs the file on ``check_sizes`` (odd sizes and 
 default) and the largest ``|onnx - torch|`` is printed per size; above ``tolerance`` × the logit
 scale the file is deleted and the command exits with status 2. A JSON sidecar ``<output>.json``
 records classes, input space, opset, the differences measured, the checkpoint and the git shas.
+An existing file at either name that fcnlab-export did not write is never replaced (a manifest in
+the folder lists its own, so the same command again replaces them), unless ``overwrite=true``.
 
 Exporter: ``dynamo`` (``torch.export``, the default) traces sizes symbolically, so the skip fusions'
 ``min()`` over two cropped maps stays a computation on the input size. The older TorchScript
@@ -32,7 +34,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from fcnlab.atomic import atomic_path, write_json
+from fcnlab.atomic import atomic_path, own_outputs, refuse_foreign, write_json
 from fcnlab.data.classes import class_palette
 from fcnlab.data.input_space import InputSpace
 from fcnlab.errors import FCNLabError, one_line
@@ -237,19 +239,25 @@ def export(cfg: DictConfig) -> dict:
     _import_onnx(exporter)
     target = output_path(str(cfg.ckpt), cfg.get("output"))
     check_writable(target, target.with_name(f".{target.name}.{os.getpid()}.probe"))  # before the slow part
+    names = [target.name, target.name + ".json"]  # the model and its sidecar
+    if not cfg.get("overwrite", False):
+        what_to_do = "give another output=<file.onnx>, or overwrite=true to replace it"
+        refuse_foreign([target.parent / n for n in names], "fcnlab-export", what_to_do)
     torch.set_flush_denormal(True)
     module = load_module(str(cfg.ckpt), name=cfg.get("model", {}).get("name"))
     model = module.model.eval()
-    with atomic_path(target) as tmp:  # a failed export or check leaves no file
-        try:
-            opset = export_onnx(model, tmp, exporter, int(cfg.opset))
-        except Exception as e:
-            raise FCNLabError(
-                f"exporter={exporter} could not export {model.name}: {type(e).__name__}: {one_line(e)[:200]}"
-            ) from None
-        checks = verify_onnx(model, tmp, sizes, float(cfg.tolerance), module.input_space, exporter)
-    sidecar = _sidecar(cfg, module, target, {"opset": opset, "exporter": exporter, "checks": checks})
-    write_json(target.with_name(target.name + ".json"), sidecar)
+    with own_outputs(target.parent, names, "fcnlab-export"):  # the same command again may replace them
+        with atomic_path(target) as tmp:  # a failed export or check leaves no file
+            try:
+                opset = export_onnx(model, tmp, exporter, int(cfg.opset))
+            except Exception as e:
+                raise FCNLabError(
+                    f"exporter={exporter} could not export {model.name}: {type(e).__name__}: "
+                    f"{one_line(e)[:200]}"
+                ) from None
+            checks = verify_onnx(model, tmp, sizes, float(cfg.tolerance), module.input_space, exporter)
+        sidecar = _sidecar(cfg, module, target, {"opset": opset, "exporter": exporter, "checks": checks})
+        write_json(target.with_name(target.name + ".json"), sidecar)
     return {**sidecar, "path": str(target)}
 
 

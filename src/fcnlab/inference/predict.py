@@ -10,7 +10,11 @@ files with an image extension are segmented, other files and hidden files are ig
 cannot be read (corrupt, truncated, over ``max_pixels``) is reported on stderr as one line
 ``error: <path>: <why>`` and skipped, and the run exits with status 2 at the end. Inputs are never
 overwritten: an output folder that is the input's folder, or any output path equal to an input,
-is refused before anything is written. Every PNG is written to a temporary name and renamed, so a
+is refused before anything is written; nor is any file fcnlab-predict did not write itself (a
+manifest in the output folder lists its own, so the same command again replaces them) unless
+``overwrite=true``. An image whose inference would need more memory than is free is refused with
+the estimate, and one of more than 10,000 windows is said so, then shown in progress
+(:mod:`fcnlab.inference.budget`). Every PNG is written to a temporary name and renamed, so a
 killed run never leaves a half-written mask. Images go through the network one at a time at their
 own size, in the checkpoint's input space, exactly as the evaluation transform feeds them, and as
 ``infer`` says (``conf/infer/``: one pass by default; ``infer=msflip``, ``infer=slide`` …, see
@@ -21,6 +25,7 @@ net's activations no longer grow with the image, but the decoded image and the c
 
 from __future__ import annotations
 
+import contextlib
 import resource
 import sys
 import time
@@ -32,12 +37,23 @@ import torch
 from omegaconf import DictConfig
 from PIL import Image
 
-from fcnlab.atomic import atomic_path, write_json
+from fcnlab.atomic import atomic_path, foreign_files, own_outputs, write_json
 from fcnlab.data.classes import class_palette
 from fcnlab.data.input_space import InputSpace
 from fcnlab.errors import FCNLabError, one_line
+from fcnlab.inference.budget import (
+    MANY_WINDOWS,
+    CountedNet,
+    describe,
+    free_memory,
+    is_out_of_memory,
+    memory_bytes,
+    out_of_memory_line,
+    too_big_line,
+    window_count,
+)
 from fcnlab.inference.inputs import OVERLAY_DIR, list_inputs, normalize, plan_outputs, read_image
-from fcnlab.inference.legend import LEGEND_PNG, write_legend
+from fcnlab.inference.legend import CLASSES_TXT, LEGEND_PNG, write_legend
 from fcnlab.models.inference import SINGLE_SCALE, InferSettings, infer_logits, infer_settings
 
 
@@ -125,22 +141,47 @@ def _make_output_dir(output: Path) -> None:
         raise FCNLabError(f"output={output}: cannot create the folder ({e.strerror})") from None
 
 
+def _info(message: str) -> None:
+    print(f"info: {message}", file=sys.stderr, flush=True)
+
+
 def _segment_file(
-    src: Path, model, space: InputSpace, device: torch.device, max_pixels: int, settings: InferSettings
+    src: Path,
+    model,
+    space: InputSpace,
+    device: torch.device,
+    limits: tuple[int, InferSettings],
+    note: Callable[[str], None] | None = None,
 ):
-    """(image, labels, model seconds) of one input, or the one-line error that skips it."""
-    image = None
+    """(image, labels, model seconds) of one input, or the one-line error that skips it.
+
+    Inference that cannot fit in the free memory is refused with the estimate, long inference said
+    before it starts and then followed by progress lines (:mod:`fcnlab.inference.budget`).
+    """
+    max_pixels, settings = limits
+    note, image = note or _info, None
     try:
         image = read_image(src, max_pixels)
+        h, w = image.shape[-2:]
+        need, free = memory_bytes(h, w, settings, model, model.num_classes), free_memory(device)
+        if free is not None and need > free:
+            return too_big_line(src, h, w, need, free, settings)
+        net, windows = model, window_count(h, w, settings)
+        if windows > MANY_WINDOWS:
+            note(f"{src}: {windows:,} windows ({describe(settings)}); progress follows, Ctrl-C stops")
+            net = CountedNet(model, windows, lambda line: note(f"{src}: {line}"))
         t1 = time.perf_counter()
-        labels = segment(model, image, space, device, settings)
+        labels = segment(net, image, space, device, settings)
     except FCNLabError as e:
         return one_line(e)
-    except (torch.OutOfMemoryError, MemoryError):
+    except Exception as e:
+        if not is_out_of_memory(e):
+            raise
         if device.type == "cuda":
             torch.cuda.empty_cache()
-        size = "" if image is None else f" at {image.shape[-1]}x{image.shape[-2]}"
-        return f"{src}: out of memory{size} on {device}; downscale it, lower max_pixels or use another device"
+        if image is None:
+            return f"{src}: out of memory while reading it; downscale it or lower max_pixels"
+        return out_of_memory_line(src, image.shape[-2], image.shape[-1], device, settings)
     return image, labels, time.perf_counter() - t1
 
 
@@ -186,40 +227,56 @@ def predict(cfg: DictConfig, report: Callable[[str], None] = _stderr) -> dict:
             f"input={legend_clash}: its mask would be {output / LEGEND_PNG}, the class legend's name; "
             "rename that image"
         )
+    outputs = {output.resolve(): _output_names(output, plan)}  # folder -> the files written there
+    outputs.setdefault(Path(cfg.paths.output_dir).resolve(), []).append("predict.json")
+    foreign = [path for folder, names in outputs.items() for path in foreign_files(folder, names)]
+    if not cfg.get("overwrite", False) and foreign:
+        raise FCNLabError(
+            f"output={output}: {len(foreign)} file(s) there were not written by fcnlab-predict (first: "
+            f"{foreign[0]}); choose another output folder, or overwrite=true to replace them"
+        )
     device = resolve_device(cfg.device)
     torch.set_flush_denormal(True)
     module, model = _load_checkpoint(cfg, device)
     palette = class_palette(module.class_colors, module.model.num_classes)
     _make_output_dir(output)
-    legend = write_legend(output, list(module.class_names), palette)
-
-    done, errors, model_seconds = [], [], 0.0
-    start = time.perf_counter()
-    for src, mask_path, overlay_path in plan:
-        t0 = time.perf_counter()
-        result = _segment_file(src, model, module.input_space, device, max_pixels, settings)
-        if isinstance(result, str):
-            errors.append(result)
-            report(result)
-            continue
-        image, labels, seconds = result
-        model_seconds += seconds
-        _write_pngs(image, labels, (mask_path, overlay_path), output, alpha, palette)
-        done.append(
-            {
-                "input": str(src),
-                "mask": str(mask_path),
-                "overlay": str(overlay_path),
-                "height": int(image.shape[-2]),
-                "width": int(image.shape[-1]),
-                "ms": round(1000 * (time.perf_counter() - t0), 1),
-            }
-        )
-    timing = (time.perf_counter() - start, model_seconds)
-    record = {**_record(cfg, source, output, device, module, done, errors, ignored, timing), **legend}
-    record.update(infer=settings.as_dict(), peak_rss_mib=peak_rss_mib())
-    write_json(Path(cfg.paths.output_dir) / "predict.json", record)
+    with contextlib.ExitStack() as owned:  # recorded as fcnlab-predict's: the same command may replace them
+        for folder, names in outputs.items():
+            owned.enter_context(own_outputs(folder, names, "fcnlab-predict"))
+        legend = write_legend(output, list(module.class_names), palette)
+        done, errors, model_seconds, start = [], [], 0.0, time.perf_counter()
+        for src, mask_path, overlay_path in plan:
+            t0 = time.perf_counter()
+            result = _segment_file(src, model, module.input_space, device, (max_pixels, settings))
+            if isinstance(result, str):
+                errors.append(result)
+                report(result)
+                continue
+            image, labels, seconds = result
+            model_seconds += seconds
+            _write_pngs(image, labels, (mask_path, overlay_path), output, alpha, palette)
+            done.append(
+                {
+                    "input": str(src),
+                    "mask": str(mask_path),
+                    "overlay": str(overlay_path),
+                    "height": int(image.shape[-2]),
+                    "width": int(image.shape[-1]),
+                    "ms": round(1000 * (time.perf_counter() - t0), 1),
+                }
+            )
+        timing = (time.perf_counter() - start, model_seconds)
+        record = {**_record(cfg, source, output, device, module, done, errors, ignored, timing), **legend}
+        record.update(infer=settings.as_dict(), peak_rss_mib=peak_rss_mib())
+        write_json(Path(cfg.paths.output_dir) / "predict.json", record)
     return record
+
+
+def _output_names(output: Path, plan: list[tuple[Path, Path, Path]]) -> list[str]:
+    """Every file the run writes, relative to ``output``: masks, overlays, the legend and classes.txt."""
+    out = output.resolve()
+    names = [p.relative_to(out).as_posix() for _, mask, over in plan for p in (mask, over)]
+    return [*names, LEGEND_PNG, CLASSES_TXT]
 
 
 def _record(cfg, source, output, device, module, done, errors, ignored, timing) -> dict:

@@ -63,7 +63,7 @@ def evaluate_sweep(cfg: DictConfig, settings: InferSettings) -> dict:
         write_json(job / TTA_RESULTS, result)
         out.append({**result, "job_dir": str(job), "single_scale": record.get("metrics", {})})
     summary = {"sweep": str(sweep_dir), "infer": settings.as_dict(), "jobs": out, "skipped": skipped}
-    write_json(Path(cfg.paths.output_dir) / "eval.json", summary)
+    write_json(Path(cfg.paths.output_dir) / "eval.json", summary)  # (evaluate() owns it)
     return summary
 
 

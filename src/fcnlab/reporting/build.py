@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from fcnlab.atomic import write_text
+from fcnlab.atomic import own_outputs, refuse_foreign, write_text
 from fcnlab.errors import FCNLabError
 from fcnlab.reporting import plots
 from fcnlab.reporting.table import (
@@ -28,8 +28,39 @@ def info(line: str) -> None:
     print(f"info: {line}", file=sys.stderr)
 
 
-def build_report(sweep_dir: Path, out: Path, extra_lines: list[str] | None = None) -> list[dict]:
-    """Write ``table2.md``, ``table2.csv`` and the PNGs into ``out``; returns the table rows."""
+# Every file the report writes into --out (it replaces only these, and only where it wrote them).
+REPORT_FILES = (
+    "table2.md",
+    "table2.csv",
+    "table2_metrics.png",
+    "table2_per_class_iu.png",
+    "table2_curves.png",
+    "table2_figure4.png",
+)
+
+
+def check_out(out: Path, overwrite: bool = False) -> None:
+    """``--out`` is a folder that can be made, and holds none of the report's names that it did not write."""
+    if out.exists() and not out.is_dir():
+        raise FCNLabError(f"--out {out} is a file; give a folder for table2.md, table2.csv and the figures")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise FCNLabError(
+            f"--out {out}: cannot create the folder ({e.strerror}); choose another folder"
+        ) from None
+    if not overwrite:
+        what_to_do = "choose another --out, or --overwrite to replace it"
+        refuse_foreign([out / name for name in REPORT_FILES], "fcnlab-report", what_to_do)
+
+
+def build_report(
+    sweep_dir: Path, out: Path, extra_lines: list[str] | None = None, overwrite: bool = False
+) -> list[dict]:
+    """Write ``table2.md``, ``table2.csv`` and the PNGs into ``out``; returns the table rows.
+
+    ``overwrite``: replace files of those names that fcnlab-report did not write (refused otherwise).
+    """
     start = time.perf_counter()
     sweep_dir, out = Path(sweep_dir), Path(out)
     if not sweep_dir.is_dir():
@@ -40,7 +71,14 @@ def build_report(sweep_dir: Path, out: Path, extra_lines: list[str] | None = Non
     if (why := not_a_sweep(sweep_dir, records)) is not None:
         raise FCNLabError(why)
     rows = summarize(records)
-    out.mkdir(parents=True, exist_ok=True)
+    check_out(out, overwrite)
+    with own_outputs(out, REPORT_FILES, "fcnlab-report"):
+        return _write(sweep_dir, out, records, rows, extra_lines, start)
+
+
+def _write(
+    sweep_dir: Path, out: Path, records: list[dict], rows: list[dict], extra_lines, start
+) -> list[dict]:
     write_csv(rows, out / "table2.csv")
     plots.metrics_vs_paper(rows, out / "table2_metrics.png")
     plots.per_class_heatmap(records, out / "table2_per_class_iu.png")
@@ -76,9 +114,13 @@ def build_report(sweep_dir: Path, out: Path, extra_lines: list[str] | None = Non
             "",
             f"Background is {100 * share:.1f} % of the labelled validation pixels (VOC: about 70–75 %).",
         ]
-    failed = [r for r in rows if r["status"] != "ok"]
+    failed = [r for r in rows if r["status"] == "failed"]
     if failed:
         lines += ["", "## Failed rows", *(f"- {r['variant']}: {r['errors'] or 'no result'}" for r in failed)]
+    running = [r for r in rows if r["status"] == "running"]
+    if running:
+        lines += ["", "## Still running (report again when the sweep has finished)"]
+        lines += [f"- {r['variant']}: {r['errors']}" for r in running]
     wall = [f"{r['variant']} {r['wall_seconds']:.0f} s" for r in rows if r["status"] == "ok"]
     lines += ["", "## Wall time per stage (mean over seeds)", ", ".join(wall)]
     lines += [*(extra_lines or []), f"report {time.perf_counter() - start:.0f} s", ""]

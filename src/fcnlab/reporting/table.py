@@ -14,7 +14,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from fcnlab.atomic import atomic_path
+from fcnlab.atomic import atomic_path, lock_holder
 from fcnlab.reporting.tta import read_tta, tta_cell, tta_columns, tta_header
 
 METRICS = ("pixel_acc", "mean_acc", "mean_iu", "fw_iu")
@@ -32,25 +32,52 @@ PAPER = {
 ORDER = ("fcn32s_fixed", "fcn32s", "fcn16s", "fcn8s")  # the paper's ordering: < < <=
 
 
+RUN_LOCK = ".fcnlab.lock"  # fcnlab.training.rundir.LOCK_NAME: held by the process training in a folder
+
+
+def _job_name(job: Path) -> tuple[str, str]:
+    """(variant, seed) from a job folder's name, ``<num>_<variant>_seed<seed>`` as a sweep names it."""
+    if m := re.fullmatch(r"(?:\d+_)?(.+)_seed(\w+)", job.name):
+        return m.group(1), m.group(2)
+    return job.name, ""
+
+
 def collect(sweep_dir: str | Path) -> list[dict]:
-    """Every job's ``results.json`` under ``sweep_dir`` (jobs with none are reported failed)."""
+    """Every job's ``results.json`` under ``sweep_dir`` (jobs with none are reported failed, or running
+    while a process still trains in the folder)."""
     sweep_dir = Path(sweep_dir)
     records = []
     jobs = [p for p in sweep_dir.iterdir() if p.is_dir() and not p.name.startswith(".")]
     for job in sorted(p for p in jobs if p.name != "wandb"):  # wandb/: fcnlab-report --wandb's run
         path = job / "results.json"
-        record, error = _read_record(path) if path.is_file() else (None, "no results.json")
-        if record is None:  # killed before it could write anything, or a damaged file
-            variant, _, seed = job.name.rpartition("_seed")
-            record = {"variant": variant or job.name, "seed": seed, "status": "failed", "error": error}
+        holder = lock_holder(job / RUN_LOCK)
+        record, error = _read_record(path, quiet=holder is not None) if path.is_file() else (None, "")
+        if record is not None and holder is not None and record.get("status") != "ok":
+            record = None  # a failed attempt's record while the same job runs again
+        if record is None:  # killed before it could write anything, a damaged file, or still running
+            variant, seed = _job_name(job)
+            record = {
+                "variant": variant,
+                "seed": seed,
+                "status": "failed",
+                "error": error or "no results.json",
+            }
+            if holder is not None:
+                record.update(status="running", error=f"still running (pid {holder})")
+                print(
+                    f"warning: {job}: still running (pid {holder}); its row is marked running, report again "
+                    "when the sweep has finished",
+                    file=sys.stderr,
+                )
         record["job_dir"] = str(job)
         record["tta"] = read_tta(job)
         records.append(record)
     return records
 
 
-def _read_record(path: Path) -> tuple[dict | None, str]:
-    """A job's results record, or (None, the one line said about it): garbage is skipped, not fatal."""
+def _read_record(path: Path, quiet: bool = False) -> tuple[dict | None, str]:
+    """A job's results record, or (None, the one line said about it): garbage is skipped, not fatal
+    (``quiet``: not said, the job is running and will rewrite it)."""
     try:
         record = json.loads(path.read_text())
         why = None if isinstance(record, dict) else f"a JSON {type(record).__name__}, not an object"
@@ -63,7 +90,8 @@ def _read_record(path: Path) -> tuple[dict | None, str]:
     if why is None:
         return record, ""
     message = f"{path}: not a results record ({why}); skipped, its row is marked failed"
-    print(f"warning: {message}", file=sys.stderr)
+    if not quiet:
+        print(f"warning: {message}", file=sys.stderr)
     return None, message
 
 
@@ -135,10 +163,12 @@ def summarize(records: list[dict]) -> list[dict]:
     for variant in variants:
         runs = [r for r in records if r["variant"] == variant]
         ok = [r for r in runs if r.get("status") == "ok"]
+        running = [r for r in runs if r.get("status") == "running"]
+        status = "ok" if ok and len(ok) == len(runs) else "failed"
         row = {
             "variant": variant,
             "seeds": len(ok),
-            "status": "ok" if ok and len(ok) == len(runs) else "failed",
+            "status": "running" if running and len(ok) + len(running) == len(runs) else status,
         }
         for m in METRICS:
             values = [100 * r["metrics"][m] for r in ok]
@@ -147,12 +177,7 @@ def summarize(records: list[dict]) -> list[dict]:
         for i, m in enumerate(METRICS):
             row[f"paper_{m}"] = PAPER[variant][i] if variant in PAPER else math.nan
         # A staged row names its parent variant (each seed starts from the parent of the same seed).
-        inits = {
-            f"{Path(r['init_from']).parent.parent.name.rsplit('_seed', 1)[0]} best.ckpt"
-            if r.get("init_from")
-            else "pretrained backbone"
-            for r in ok
-        }
+        inits = {init_of(r) for r in ok}
         row["init"] = ", ".join(sorted(inits)) or "-"
         row.update(tta_columns(ok))
         row["epochs"] = max((r.get("epochs", 0) for r in ok), default=0)
@@ -164,12 +189,26 @@ def summarize(records: list[dict]) -> list[dict]:
     return rows
 
 
+def init_of(record: dict) -> str:
+    """What a run started from: its parent stage's best checkpoint, a pretrained backbone, or nothing
+    (``model.pretrained=null``: random init)."""
+    if record.get("init_from"):  # a staged row names its parent variant (each seed its own parent)
+        job = Path(record["init_from"]).parent.parent
+        return f"{_job_name(job)[0] if '_seed' in job.name else job.name} best.ckpt"
+    if "pretrained" in record and record["pretrained"] is None:
+        return "random init"
+    return "pretrained backbone"  # (records from before "pretrained" was stored: the default)
+
+
 def ordering_report(rows: list[dict]) -> list[str]:
     """Plain sentences on whether 32s-fixed < 32s < 16s <= 8s holds on each metric's means."""
     by = {r["variant"]: r for r in rows if r["status"] == "ok"}
     if not all(v in by for v in ORDER):
-        missing = [v for v in ORDER if v not in by]
-        return [f"The ordering cannot be checked: {', '.join(missing)} failed or did not run."]
+        status = {r["variant"]: r["status"] for r in rows}
+        missing = [
+            v + (" (still running)" if status.get(v) == "running" else "") for v in ORDER if v not in by
+        ]
+        return [f"The ordering cannot be checked: {', '.join(missing)} failed, is running or did not run."]
     lines = []
     for m in METRICS:
         v = [by[k][m] for k in ORDER]

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from fcnlab.atomic import check_not_data
 from fcnlab.errors import FCNLabError
 from fcnlab.models.inference import infer_settings
 from fcnlab.training.rundir import read_checkpoint
@@ -109,9 +110,23 @@ def check_resume_fits(path: str, module, option: str = "ckpt_path") -> None:
         )
 
 
+def check_run_dir(cfg: DictConfig) -> None:
+    """The job's folder (and its sweep's) is neither the data root nor inside it: a run writes its split
+    lists, checkpoints and logs there (:func:`fcnlab.atomic.check_not_data`)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    folders = [("hydra.run.dir", str(cfg.paths.output_dir))]
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        folders = [("hydra.sweep.dir", str(HydraConfig.get().sweep.dir)), *folders]
+    for option, folder in folders:
+        check_not_data(folder, option, OmegaConf.select(cfg, "data.root", default=None))
+
+
 def check_config(cfg: DictConfig) -> None:
     """Catch bad settings before anything expensive runs; one line naming the option each."""
     check_scalars(cfg)
+    check_run_dir(cfg)
     lr = cfg.optimizer.get("lr")
     if lr is None or not lr > 0:
         raise FCNLabError(f"optimizer.lr={lr}: the learning rate must be positive")
@@ -123,7 +138,12 @@ def check_config(cfg: DictConfig) -> None:
     if str(cfg.data.get("_target_", "")).endswith(".FolderDataModule"):  # before any pretraining
         from fcnlab.data.folder import require_usable
 
-        require_usable(cfg.data.root, cfg.data.void_index, cfg.data.reduce_zero_label)
+        require_usable(
+            cfg.data.root,
+            cfg.data.void_index,
+            cfg.data.reduce_zero_label,
+            cfg.data.get("allow_overlap", False),
+        )
     weights = OmegaConf.select(cfg, "loss.class_weights", default=None)
     if weights is not None and cfg.data.num_classes is not None:
         from fcnlab.data.class_weights import MEDIAN_FREQUENCY, check_weight_list, resolve_class_weights
