@@ -173,6 +173,27 @@ def test_bad_input_is_one_line_and_exit_2(argv, capsys, tmp_path):
     assert not (tmp_path / "bench.json").exists()
 
 
+def test_an_out_file_it_did_not_write_is_refused_before_any_timing(capsys, tmp_path, monkeypatch):
+    notes = tmp_path / "notes.json"
+    notes.write_text("mine")
+    monkeypatch.setattr(bench, "run", lambda args: pytest.fail("timed before refusing"))
+    with pytest.raises(SystemExit) as e:
+        main(["--peers", "--out", str(notes)])
+    assert e.value.code == 2 and notes.read_text() == "mine"
+    err = capsys.readouterr().err.strip()
+    todo = "give another --out, or --overwrite to replace it"
+    assert err == f"error: {notes} exists and fcnlab-bench did not write it; {todo}"
+
+
+def test_its_own_out_file_is_replaced_without_a_word(quick, tmp_path_factory, monkeypatch):
+    from fcnlab.atomic import foreign_files
+
+    out = next(tmp_path_factory.getbasetemp().glob("bench*/bench.json"))
+    assert foreign_files(out.parent, [out.name]) == []  # recorded as fcnlab-bench's own
+    monkeypatch.setattr(bench, "run", lambda args: {**quick, "errors": []})
+    main(["--peers", "--out", str(out)])  # the same command again: no refusal
+
+
 @pytest.mark.skipif(importlib.util.find_spec("torchfcn") is None, reason="torchfcn not installed")
 def test_torchfcn_imports_with_the_stub_and_runs():
     had_fcn = "fcn" in sys.modules

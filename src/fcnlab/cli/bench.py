@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import torch
 
-from fcnlab.atomic import write_json
+from fcnlab.atomic import refuse_foreign, write_owned_json
 from fcnlab.bench.peers import PEERS
 from fcnlab.config import CONF_DIR
 from fcnlab.errors import exit_on_user_error
@@ -54,6 +55,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-loader", action="store_true", help="skip the train loader's images/s")
     p.add_argument("--override", action="append", default=[], metavar="KEY=VALUE", help="Hydra override")
     p.add_argument("--out", default="results/bench.json")
+    p.add_argument("--overwrite", action="store_true", help="replace a file it did not write")
     args = p.parse_args(argv)
     known = sorted(f.stem for f in (CONF_DIR / "model").glob("*.yaml"))
     for name in args.models:
@@ -77,9 +79,12 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     from fcnlab.bench import bench
 
-    with exit_on_user_error():
+    with exit_on_user_error(args.out):
+        if not args.overwrite:  # checked before minutes of timing, not after
+            todo = "give another --out, or --overwrite to replace it"
+            refuse_foreign([Path(args.out)], "fcnlab-bench", todo)
         result = bench.run(args)
-    write_json(args.out, result)
+        write_owned_json(args.out, result, "fcnlab-bench")
     print("\n".join([*bench.summary_lines(result), "", f"wrote {args.out}"]))
     if result["errors"]:
         raise SystemExit(1)
