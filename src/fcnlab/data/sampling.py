@@ -2,13 +2,16 @@
 
 ``EpochSampler`` draws the order *and* one augmentation seed per sample from ``(seed, epoch)`` alone,
 so epoch k sees the same crops and flips whether the run started fresh, resumed from a checkpoint
-after a kill, or used any number of loader workers. ``ShardSampler`` splits validation across DDP
-ranks without the duplicates ``DistributedSampler`` pads in, so every pixel is scored exactly once.
+after a kill, or used any number of loader workers. ``SizeGroupedBatches`` cuts that order into
+batches of same-size whole images (no padding, so a batch computes exactly what its images would one
+by one). ``ShardSampler`` splits validation across DDP ranks without the duplicates
+``DistributedSampler`` pads in, so every pixel is scored exactly once.
 """
 
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Callable, Iterator
 
 import torch
@@ -43,6 +46,63 @@ class EpochSampler(Sampler[tuple[int, int]]):
         order = torch.randperm(self.size, generator=generator) if self.shuffle else torch.arange(self.size)
         seeds = torch.randint(0, 2**62, (self.size,), generator=generator)
         yield from zip(order.tolist(), seeds.tolist(), strict=True)
+
+
+class SizeGroupedBatches(DistributedSampler):
+    """Yields batches (lists of ``(index, sample_seed)``) of images of one size, for whole-image training.
+
+    The epoch's order and seeds are ``EpochSampler``'s; walking that order, each image joins the open
+    batch of its size, which is yielded once it holds ``batch_size`` images (as torchvision's detection
+    references group by aspect ratio). The partly filled batches follow at the epoch's end, so every
+    image is seen once an epoch and none is padded or repeated. How many batches an epoch has depends on
+    the sizes only, not on the order.
+
+    Under DDP, rank r takes batches r, r + world, ... of the same list, padded by repeating its first
+    batches to a multiple of the world size (every rank must step equally often). A
+    ``DistributedSampler`` subclass, so Lightning leaves it in place instead of injecting its own; the
+    ``DataLoader`` takes it as its ``sampler`` with ``batch_size=None`` (a batch per item).
+    """
+
+    def __init__(
+        self,
+        sizes: list[tuple[int, int]],
+        batch_size: int,
+        seed: int,
+        epoch_fn: Callable[[], int] | None = None,
+        num_replicas: int | None = None,
+        rank: int | None = None,
+    ) -> None:
+        if num_replicas is None or rank is None:
+            dist = torch.distributed.is_available() and torch.distributed.is_initialized()
+            num_replicas = torch.distributed.get_world_size() if dist else 1
+            rank = torch.distributed.get_rank() if dist else 0
+        super().__init__(sizes, num_replicas=num_replicas, rank=rank, shuffle=False, drop_last=False)
+        self.sizes, self.batch_size = [tuple(s) for s in sizes], batch_size
+        self.order = EpochSampler(len(sizes), seed, shuffle=True, epoch_fn=epoch_fn)
+        counts = Counter(self.sizes).values()
+        self.num_batches = sum(math.ceil(n / batch_size) for n in counts)
+        self.num_samples = math.ceil(self.num_batches / num_replicas)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.order.set_epoch(epoch)
+
+    def batches(self) -> list[list[tuple[int, int]]]:
+        """This epoch's batches, all ranks' (in the order rank 0, 1, ... take them)."""
+        full, filling = [], {}
+        for index, sample_seed in self.order:
+            batch = filling.setdefault(self.sizes[index], [])
+            batch.append((index, sample_seed))
+            if len(batch) == self.batch_size:
+                full.append(filling.pop(self.sizes[index]))
+        return full + list(filling.values())
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        batches = self.batches()
+        padded = [batches[i % len(batches)] for i in range(self.num_samples * self.num_replicas)]
+        return iter(padded[self.rank :: self.num_replicas])
+
+    def __len__(self) -> int:
+        return self.num_samples
 
 
 class ShardSampler(DistributedSampler):

@@ -24,6 +24,7 @@ from fcnlab.models.vgg import backbone_options
 from fcnlab.runinfo import git_sha, hardware, versions, write_json
 from fcnlab.training.allocator import keep_freed_memory
 from fcnlab.training.checks import build, check_config, check_resume_fits, check_scalars
+from fcnlab.training.device import require_device, set_float32_precision
 from fcnlab.training.distributed import use_job_commands_for_ranks
 from fcnlab.training.rundir import (
     lock_run_dir,
@@ -125,6 +126,10 @@ def train(cfg: DictConfig) -> dict:
     torch.set_flush_denormal(True)  # random-init nets on CPU can crawl on denormal floats
     keep_freed_memory()  # large per-step tensors reuse heap memory (fcnlab.training.allocator)
     check_scalars(cfg)
+    # Before any data is generated or backbone pretrained: a GPU run on a machine that cannot give
+    # one stops here, in one line, instead of after minutes of work (or silently on the CPU).
+    require_device(cfg.trainer.get("accelerator"), cfg.trainer.get("devices"))
+    set_float32_precision(cfg.get("float32_matmul_precision", "highest"))
     if cfg.get("torch_threads"):  # sweeps running jobs side by side give each its share of the cores
         torch.set_num_threads(int(cfg.torch_threads))
     L.seed_everything(cfg.seed, workers=True)
@@ -251,6 +256,9 @@ def results_record(cfg, module, datamodule, trainer, ckpt_path: str | None, best
         "pretrained": cfg.model.pretrained,
         "input_space": module.input_space.name,
         "infer": module.infer.as_dict(),
+        "device": trainer.strategy.root_device.type,
+        "precision": str(trainer.precision),
+        "float32_matmul_precision": torch.get_float32_matmul_precision(),
         "best_checkpoint": best,
         "epochs": trainer.current_epoch,
         "steps": trainer.global_step,
