@@ -84,7 +84,8 @@ class ReadsPerStep(L.Callback):
     "extra",
     [
         ("data.crop_size=48", "loss.class_weights=[" + ",".join(["1.5"] * 20 + ["0.5"]) + "]"),
-        ("data.crop_size=null", "data.scale_range=null", "loss.normalize=image"),  # grouped whole images
+        # whole images grouped by size, one optimizer step per 4 images (FCNModule steps itself)
+        ("data.crop_size=null", "data.scale_range=null", "loss.normalize=image", "+data.images_per_update=4"),
     ],
     ids=["crops_class_weights", "grouped_whole_images"],
 )
@@ -169,56 +170,81 @@ def test_void_only_and_zero_weight_batches_give_exactly_zero_and_others_the_usua
         torch.testing.assert_close(module.loss(logits, masks), want, rtol=1e-6, atol=0)
 
 
-def test_a_grouped_batch_has_the_gradient_of_its_images_accumulated_one_by_one():
-    """loss.normalize=image: a batch of b same-size images, and a short one of k < b, give exactly the
-    gradient that b single-image steps accumulated by Lightning (each loss / b) give. Float32 sums in
-    another order (batched convolutions): equal to 1e-5 of the gradient's largest entry."""
-    batch = 4
+def test_an_update_of_grouped_batches_has_the_gradient_of_its_images_accumulated_one_by_one():
+    """loss.normalize=image, images_per_update=n: the batches of one update (any split of its n images
+    into same-size batches, a short last update too) sum to exactly the gradient of n single-image steps
+    accumulated by Lightning (each loss / n). Float32 sums in another order (batched convolutions):
+    equal to 1e-5 of the gradient's largest entry (1.4e-6 measured)."""
+    n = 4
     module = _module("image")
     module.model.eval()  # dropout off: its masks would differ between the batch and the single images
     torch.manual_seed(1)
-    images = torch.randn(batch, 3, 40, 56)
-    masks = torch.randint(0, 21, (batch, 40, 56))
+    images = torch.randn(n, 3, 40, 56)
+    masks = torch.randint(0, 21, (n, 40, 56))
     masks[0, 10:25] = VOID
-    masks[2] = VOID  # a void-only image still counts 1/b, with a zero loss
-    params = [p for p in module.model.parameters() if p.requires_grad]
+    masks[2] = VOID  # a void-only image still counts 1/n, with a zero loss
+    named = [(name, p) for name, p in module.model.named_parameters() if p.requires_grad]
 
-    def grads(loss):
-        return torch.autograd.grad(loss, params)
+    def grads(*batches):
+        loss = sum(module.loss(module(images[b]), masks[b]) for b in batches)
+        return torch.autograd.grad(loss, [p for _, p in named])
 
-    for k in (batch, 3):  # a full batch and a short last one
-        module.train_batch_size = batch  # the grouped run's data.batch_size, as setup() reads it
-        together = grads(module.loss(module(images[:k]), masks[:k]))
-        module.train_batch_size = 1  # batch 1, each step's loss divided by accumulate_grad_batches=b
-        singles = [grads(module.loss(module(images[i : i + 1]), masks[i : i + 1]) / batch) for i in range(k)]
-        for name, got, *parts in zip(
-            (n for n, p in module.model.named_parameters() if p.requires_grad),
-            together,
-            *singles,
-            strict=True,
-        ):
+    for update in (
+        [slice(0, 4)],
+        [slice(0, 3), slice(3, 4)],
+        [slice(0, 3)],
+    ):  # one batch, two, a short update
+        module.images_per_update = n
+        together = grads(*update)
+        module.images_per_update = None  # batch 1: each step's loss divided by accumulate_grad_batches=n
+        images_in = [i for b in update for i in range(*b.indices(n))]
+        singles = [[g / n for g in grads(slice(i, i + 1))] for i in images_in]
+        for (name, _), got, *parts in zip(named, together, *singles, strict=True):
             want = torch.stack(parts).sum(0)
-            scale = want.abs().max().clamp_min(1e-12)
-            assert (got - want).abs().max() <= 1e-5 * scale, (k, name)
+            assert (got - want).abs().max() <= 1e-5 * want.abs().max().clamp_min(1e-12), (update, name)
 
 
-def test_size_grouped_batches_hold_one_size_cover_the_epoch_once_and_shard_without_gaps():
-    sizes = [(375, 500)] * 23 + [(500, 375)] * 9 + [(333, 500)] * 2 + [(281, 500)]
-    sampler = SizeGroupedBatches(sizes, 10, seed=3, epoch_fn=lambda: 2)
+def test_images_per_update_steps_once_per_update_in_a_real_run(tiny_data, tmp_path):
+    """24 whole images of 24 sizes, 5 per update: 24 passes, 5 optimizer steps (the last of 4 images)."""
+    cfg = make_cfg(
+        "train",
+        tiny_overrides(
+            tiny_data,
+            "model=fcn32s",
+            "trainer=cpu",
+            "data.crop_size=null",
+            "data.scale_range=null",
+            "data.batch_size=3",
+            "+data.images_per_update=5",
+            "loss.normalize=image",
+            "trainer.max_epochs=1",
+            "trainer.limit_val_batches=1",
+        ),
+        tmp_path,
+    )
+    results = train(cfg)
+    assert results["status"] == "ok" and results["steps"] == 5
+
+
+def test_size_grouped_updates_hold_their_images_in_one_size_batches_once_an_epoch():
+    sizes = [(375, 500)] * 43 + [(500, 375)] * 9 + [(333, 500)] * 2 + [(281, 500)]
+    sampler = SizeGroupedBatches(sizes, 10, seed=3, epoch_fn=lambda: 2, images_per_update=20)
     batches = list(sampler)
-    assert len(batches) == len(sampler) == 3 + 1 + 1 + 1  # ceil(23/10) + ceil(9/10) + 1 + 1
     assert all(len({sizes[i] for i, _ in b}) == 1 and 1 <= len(b) <= 10 for b in batches)
-    assert sorted(i for b in batches for i, _ in b) == list(range(len(sizes)))
-    lengths = [len(b) for b in batches]
-    assert lengths[:2] == [10, 10] and sorted(lengths[2:]) == [1, 2, 3, 9]  # full ones first, as they fill
-    again = list(SizeGroupedBatches(sizes, 10, seed=3, epoch_fn=lambda: 2))
+    assert sorted(i for b in batches for i, _ in b) == list(range(len(sizes)))  # each image once
+    # Two updates of 20 (375, 500), 2 batches each; then the 15 left, sorted by size, as one update:
+    # 1 + 2 + 3 (of 9, 3 and 2, 1) batches.
+    assert [len(b) for b in batches] == [10, 10, 10, 10, 1, 2, 3, 9]
+    assert len(sampler) == len(batches)
+    again = list(SizeGroupedBatches(sizes, 10, seed=3, epoch_fn=lambda: 2, images_per_update=20))
     assert again == batches  # (seed, epoch) alone fix the batches and the per-image seeds
-    assert list(SizeGroupedBatches(sizes, 10, seed=3, epoch_fn=lambda: 3)) != batches
-    shards = [list(SizeGroupedBatches(sizes, 10, 3, lambda: 2, num_replicas=4, rank=r)) for r in range(4)]
-    assert [len(s) for s in shards] == [2, 2, 2, 2]  # 6 batches padded to 8: every rank steps equally
-    assert [b for r in range(4) for b in shards[r][:1]] + [
-        b for r in range(2) for b in shards[r][1:]
-    ] == batches
+    other = list(SizeGroupedBatches(sizes, 10, seed=3, epoch_fn=lambda: 3, images_per_update=20))
+    assert other != batches and len(other) == len(batches)  # another order, the same count
+    plain = list(SizeGroupedBatches(sizes, 10, seed=3, epoch_fn=lambda: 2))  # an update a batch
+    assert [len(b) for b in plain] == [10] * 4 + [1, 2, 3, 4, 5]  # the 15 left: updates of 10 again
+    shards = [list(SizeGroupedBatches(sizes, 10, 3, lambda: 2, num_replicas=3, rank=r)) for r in range(3)]
+    assert [len(s) for s in shards] == [3, 3, 3]  # every rank steps equally often
+    assert [shards[r][k] for k in range(3) for r in range(3)] == plain
 
 
 class DtypesSeen(TorchFunctionMode):
@@ -369,14 +395,14 @@ def test_whole_images_load_in_unpadded_one_size_batches_and_a_cache_is_decoded_o
 
     def epoch_batches(workers: int, cache: bool) -> tuple[list, SegmentationDataModule]:
         dm = SegmentationDataModule(str(root), crop_size=None, hflip=True, batch_size=4, num_workers=workers,
-                                    seed=2, cache=cache)  # fmt: skip
+                                    seed=2, cache=cache, images_per_update=8)  # fmt: skip
         dm.trainer = _AtEpoch(1)
         dm.setup("fit")
         return list(dm.train_dataloader()), dm
 
     batches, dm = epoch_batches(0, cache=False)
     assert [len(images) for images, _ in batches] == [4, 4, 2]  # 10 images of one size: nothing padded
-    order = SizeGroupedBatches([(40, 40)] * 10, 4, seed=2, epoch_fn=lambda: 1).batches()
+    order = SizeGroupedBatches([(40, 40)] * 10, 4, seed=2, epoch_fn=lambda: 1, images_per_update=8).batches()
     for (images, masks), keys in zip(batches, order, strict=True):
         one_by_one = [dm.train_set[key] for key in keys]  # same seeds: same flips
         assert torch.equal(images, torch.stack([i for i, _ in one_by_one]))

@@ -123,6 +123,9 @@ class SegmentationDataModule(L.LightningDataModule):
     ``cache`` keeps samples decoded in memory after their first read (see :class:`SegmentationDataset`).
     Whole images (``crop_size`` and ``scale_range`` null) train in batches of one size
     (:class:`fcnlab.data.sampling.SizeGroupedBatches`) when ``batch_size`` > 1, never padded.
+    ``images_per_update`` (whole images only): batches of one size that together hold this many
+    images make one optimizer step (``FCNModule(images_per_update=...)`` steps on them), each batch
+    at most ``batch_size``; None: every batch is a step (or ``trainer.accumulate_grad_batches`` of them).
     """
 
     def __init__(
@@ -146,8 +149,15 @@ class SegmentationDataModule(L.LightningDataModule):
         num_classes: int | None = None,
         check: str = "headers",
         cache: bool = False,
+        images_per_update: int | None = None,
     ) -> None:
         super().__init__()
+        if images_per_update is not None and (crop_size is not None or scale_range is not None):
+            raise FCNLabError(
+                f"data.images_per_update={images_per_update} groups whole images by size; "
+                "set data.crop_size=null and data.scale_range=null (or data.images_per_update=null)"
+            )
+        self.images_per_update = images_per_update
         self.cache = bool(cache)
         self.check = check  # checked by setup(): an error raised here would reach the user wrapped by Hydra
         self.root, self.protocol, self.generate = Path(root), protocol, generate
@@ -231,8 +241,9 @@ class SegmentationDataModule(L.LightningDataModule):
         self._resume_epoch = state.get("next_epoch")
 
     def grouped(self) -> bool:
-        """Whether training batches are cut by image size (whole, unscaled images, batch > 1)."""
-        return self.crop_size is None and self.scale_range is None and self.batch_size > 1
+        """Whether training batches are cut by image size (whole, unscaled images, batch > 1 or updates)."""
+        whole = self.crop_size is None and self.scale_range is None
+        return whole and (self.batch_size > 1 or self.images_per_update is not None)
 
     def _loader(self, dataset: SegmentationDataset, batch_size: int, train: bool) -> DataLoader:
         workers = self.num_workers
@@ -242,7 +253,9 @@ class SegmentationDataModule(L.LightningDataModule):
         if train and self.grouped():
             if self._sizes is None:
                 self._sizes = image_sizes(dataset.samples)
-            sampler = SizeGroupedBatches(self._sizes, batch_size, self.seed, epoch_fn=self._current_epoch)
+            sampler = SizeGroupedBatches(
+                self._sizes, batch_size, self.seed, self._current_epoch, self.images_per_update
+            )
             batch_size = None  # each item of the sampler is a batch
         elif train:
             sampler = EpochSampler(len(dataset), self.seed, shuffle=True, epoch_fn=self._current_epoch)

@@ -11,7 +11,6 @@ by one). ``ShardSampler`` splits validation across DDP ranks without the duplica
 from __future__ import annotations
 
 import math
-from collections import Counter
 from collections.abc import Callable, Iterator
 
 import torch
@@ -51,16 +50,19 @@ class EpochSampler(Sampler[tuple[int, int]]):
 class SizeGroupedBatches(DistributedSampler):
     """Yields batches (lists of ``(index, sample_seed)``) of images of one size, for whole-image training.
 
-    The epoch's order and seeds are ``EpochSampler``'s; walking that order, each image joins the open
-    batch of its size, which is yielded once it holds ``batch_size`` images (as torchvision's detection
-    references group by aspect ratio). The partly filled batches follow at the epoch's end, so every
-    image is seen once an epoch and none is padded or repeated. How many batches an epoch has depends on
-    the sizes only, not on the order.
+    The epoch's order and seeds are ``EpochSampler``'s. Walking that order, each image joins the open
+    group of its size; a group is yielded once it holds ``images_per_update`` images (default
+    ``batch_size``), as batches of at most ``batch_size``: an update of images of one size (as
+    torchvision's detection references group by aspect ratio). The images left in unfilled groups
+    follow at the epoch's end, sorted by size and cut into updates of ``images_per_update`` images
+    again, each one batch per size it holds. So every update but the epoch's last has exactly
+    ``images_per_update`` images, every image is seen once an epoch, none is padded, and the number of
+    batches depends on the sizes only, never on the order.
 
-    Under DDP, rank r takes batches r, r + world, ... of the same list, padded by repeating its first
-    batches to a multiple of the world size (every rank must step equally often). A
+    Under DDP, rank r takes batches r, r + world, ... of the same list (updates, with
+    ``images_per_update``), padded by repeating the first ones to a multiple of the world size. A
     ``DistributedSampler`` subclass, so Lightning leaves it in place instead of injecting its own; the
-    ``DataLoader`` takes it as its ``sampler`` with ``batch_size=None`` (a batch per item).
+    ``DataLoader`` takes it as its ``sampler`` with ``batch_size=None`` (each item is a batch).
     """
 
     def __init__(
@@ -69,6 +71,7 @@ class SizeGroupedBatches(DistributedSampler):
         batch_size: int,
         seed: int,
         epoch_fn: Callable[[], int] | None = None,
+        images_per_update: int | None = None,
         num_replicas: int | None = None,
         rank: int | None = None,
     ) -> None:
@@ -78,28 +81,50 @@ class SizeGroupedBatches(DistributedSampler):
             rank = torch.distributed.get_rank() if dist else 0
         super().__init__(sizes, num_replicas=num_replicas, rank=rank, shuffle=False, drop_last=False)
         self.sizes, self.batch_size = [tuple(s) for s in sizes], batch_size
+        self.images_per_update, self.per_update = images_per_update, images_per_update or batch_size
         self.order = EpochSampler(len(sizes), seed, shuffle=True, epoch_fn=epoch_fn)
-        counts = Counter(self.sizes).values()
-        self.num_batches = sum(math.ceil(n / batch_size) for n in counts)
-        self.num_samples = math.ceil(self.num_batches / num_replicas)
+        self.num_samples = len(self._shard(self._updates([(i, 0) for i in range(len(sizes))])))
 
     def set_epoch(self, epoch: int) -> None:
         self.order.set_epoch(epoch)
 
+    def _updates(self, order: list[tuple[int, int]]) -> list[list[list[tuple[int, int]]]]:
+        """The epoch's updates in ``order``, each a list of one-size batches."""
+        updates, filling = [], {}
+        for index, sample_seed in order:
+            group = filling.setdefault(self.sizes[index], [])
+            group.append((index, sample_seed))
+            if len(group) == self.per_update:
+                updates.append(filling.pop(self.sizes[index]))
+        tail = [item for size in sorted(filling) for item in filling[size]]
+        updates += [tail[i : i + self.per_update] for i in range(0, len(tail), self.per_update)]
+        return [self._batches(update) for update in updates]
+
+    def _batches(self, update: list[tuple[int, int]]) -> list[list[tuple[int, int]]]:
+        """An update's images (grouped by size) as batches of one size and at most ``batch_size``."""
+        batches: list[list[tuple[int, int]]] = []
+        for item in update:
+            last = batches[-1] if batches else None
+            if last and self.sizes[last[0][0]] == self.sizes[item[0]] and len(last) < self.batch_size:
+                last.append(item)
+            else:
+                batches.append([item])
+        return batches
+
+    def _shard(self, updates: list) -> list[list[tuple[int, int]]]:
+        """This rank's batches: units rank, rank + world, ... (padded to a multiple of the world), a unit
+        being an update with ``images_per_update``, else a batch (each rank then steps as often)."""
+        units = updates if self.images_per_update else [[batch] for update in updates for batch in update]
+        total = math.ceil(len(units) / self.num_replicas) * self.num_replicas
+        padded = [units[i % len(units)] for i in range(total)] if units else []
+        return [batch for unit in padded[self.rank :: self.num_replicas] for batch in unit]
+
     def batches(self) -> list[list[tuple[int, int]]]:
-        """This epoch's batches, all ranks' (in the order rank 0, 1, ... take them)."""
-        full, filling = [], {}
-        for index, sample_seed in self.order:
-            batch = filling.setdefault(self.sizes[index], [])
-            batch.append((index, sample_seed))
-            if len(batch) == self.batch_size:
-                full.append(filling.pop(self.sizes[index]))
-        return full + list(filling.values())
+        """This epoch's batches for this rank."""
+        return self._shard(self._updates(list(self.order)))
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
-        batches = self.batches()
-        padded = [batches[i % len(batches)] for i in range(self.num_samples * self.num_replicas)]
-        return iter(padded[self.rank :: self.num_replicas])
+        return iter(self.batches())
 
     def __len__(self) -> int:
         return self.num_samples

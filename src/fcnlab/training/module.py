@@ -33,11 +33,15 @@ class FCNModule(L.LightningModule):
     """Wraps ``create_model(**model)``; validation accumulates one confusion matrix per epoch.
 
     ``loss_normalize``: ``True`` averages the loss over the batch's labelled pixels; ``"image"``
-    averages each image's loss over its own labelled pixels, then weighs every image 1/``batch_size``
-    (the data's; a short last batch too), so a batch of b images accumulated a times is exactly the
-    paper's batch-1 recipe accumulated a·b times; ``False`` sums over pixels, as the reference release
-    does with batch 1 and momentum 0.99 (and tiny learning rates). The scores reach the loss and the
-    argmax in float32 whatever the trainer's precision.
+    averages each image's loss over its own labelled pixels and weighs every image 1/``images_per_update``
+    (1/the batch's images without it); ``False`` sums over pixels, as the reference release does with
+    batch 1 and momentum 0.99 (and tiny learning rates). The scores reach the loss and the argmax in
+    float32 whatever the trainer's precision.
+    ``images_per_update``: one optimizer step per that many training images, whatever the batches
+    holding them (``SizeGroupedBatches`` cuts whole images of one size into batches): their gradients
+    are summed, so with ``"image"`` an update is exactly the paper's minibatch of single images
+    accumulated. Lightning's ``accumulate_grad_batches`` counts batches, not images, so this steps
+    itself (manual optimization); None: Lightning's automatic optimization.
     ``input_space`` (a name or ``InputSpace.as_dict()``; None: torchvision) is the input the weights
     expect; it is saved with the hyperparameters, so every checkpoint says how to feed its net.
     ``class_names`` and ``class_colors`` (one ``[R, G, B]`` per class; None: the VOC palette) are saved
@@ -60,16 +64,20 @@ class FCNModule(L.LightningModule):
         input_space: str | dict | None = None,
         class_weights: list[float] | str | None = None,
         infer: dict | None = None,
+        images_per_update: int | None = None,
     ) -> None:
         super().__init__()
         if loss_normalize not in LOSS_NORMALIZATIONS:
             raise FCNLabError(
                 f"loss.normalize={loss_normalize}: use true (mean over the batch's labelled pixels), image "
-                "(each image's mean, every image weighing 1/batch_size) or false (sum over pixels)"
+                "(each image's mean, weighing 1/images_per_update) or false (sum over pixels)"
             )
         self.input_space = get_input_space(input_space)
         self.infer = infer_settings(infer)
-        self.save_hyperparameters(ignore=["optimizer", "scheduler", "input_space", "infer"])
+        # The run's settings (its config, in every checkpoint, has them) stay out; input_space goes in below.
+        self.save_hyperparameters(
+            ignore=["optimizer", "scheduler", "input_space", "infer", "images_per_update"]
+        )
         self.hparams["input_space"] = self.input_space.as_dict()
         self.model = create_model(**model)
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
@@ -88,7 +96,14 @@ class FCNModule(L.LightningModule):
         self.val_confusion = MulticlassConfusionMatrix(num_classes, ignore_index=VOID, validate_args=False)
         self.last_scores: SegmentationScores | None = None
         self.last_confusion: torch.Tensor | None = None
-        self.train_batch_size: int | None = None  # loss_normalize="image": the data's batch size
+        if images_per_update is not None and scheduler is not None:
+            raise FCNLabError(
+                "images_per_update with a learning-rate schedule: the schedules are sized in batches, not "
+                "updates; use scheduler=none (the paper's fixed rate) or data.images_per_update=null"
+            )
+        self.images_per_update = images_per_update
+        self.automatic_optimization = images_per_update is None
+        self._images_pending = 0  # images_per_update: this update's images so far
         # The loss's finiteness, watched on the device and read every few steps (see _watch_loss).
         self._loss_ok: torch.Tensor | None = None
         self._bad_value: torch.Tensor | None = None
@@ -118,20 +133,18 @@ class FCNModule(L.LightningModule):
         if self.loss_normalize == "image":
             sums, totals = per_pixel.flatten(1).sum(1), weights.flatten(1).sum(1)
             per_image = sums / totals.masked_fill(totals == 0, 1)
-            batch = self.train_batch_size if self.training and self.train_batch_size else len(masks)
-            return per_image.sum() / batch
+            images = self.images_per_update if self.training and self.images_per_update else len(masks)
+            return per_image.sum() / images
         total = weights.sum()
         return per_pixel.sum() / total.masked_fill(total == 0, 1)
 
     def setup(self, stage: str) -> None:
-        """The data's batch size (``loss_normalize="image"``) and ``loss.class_weights=median_frequency``
-        (computed, or read from the cache) once data is set up."""
+        """``loss.class_weights=median_frequency``: computed (or read from the cache) once data is set up."""
+        if self.hparams.get("class_weights") != MEDIAN_FREQUENCY or self.loss_weight is not None:
+            return
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         if stage != "fit" or datamodule is None or datamodule.train_set is None:
             return  # validation alone: the loss is not what is scored
-        self.train_batch_size = getattr(datamodule, "batch_size", None)
-        if self.hparams.get("class_weights") != MEDIAN_FREQUENCY or self.loss_weight is not None:
-            return
         weights = resolve_class_weights(
             MEDIAN_FREQUENCY,
             self.model.num_classes,
@@ -174,7 +187,22 @@ class FCNModule(L.LightningModule):
             batch_size=len(images),
             sync_dist=True,
         )
+        if not self.automatic_optimization:
+            self._accumulate(loss, len(images), batch_idx)
         return loss
+
+    def _accumulate(self, loss: torch.Tensor, images: int, batch_idx: int) -> None:
+        """``images_per_update``: this batch's gradients join its update's; the update's last batch (or
+        the epoch's) steps. Counted on the host from batch sizes: nothing waits for the device."""
+        optimizer = self.optimizers()
+        if self._images_pending == 0:
+            optimizer.zero_grad()
+        self.manual_backward(loss)
+        self._images_pending += images
+        last = batch_idx + 1 >= self.trainer.num_training_batches
+        if self._images_pending >= self.images_per_update or last:
+            optimizer.step()
+            self._images_pending = 0
 
     def _watch_loss(self, loss: torch.Tensor) -> None:
         """Note (on the device, without waiting for it) the first non-finite loss since the last check."""

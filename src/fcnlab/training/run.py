@@ -137,6 +137,7 @@ def train(cfg: DictConfig) -> dict:
         ensure_pretrained(cfg)
         return {"variant": "pretrain", "seed": cfg.seed, "status": "ok", "metrics": {}}
     check_config(cfg)
+    check_images_per_update(cfg)
     out_dir = Path(cfg.paths.output_dir)
     if not rank_suffix():  # DDP ranks > 0 run inside rank 0's job and folder
         lock_run_dir(out_dir)
@@ -144,6 +145,27 @@ def train(cfg: DictConfig) -> dict:
         return _train_in(cfg, out_dir, start)
     finally:
         unlock_run_dir(out_dir)
+
+
+def check_images_per_update(cfg: DictConfig) -> None:
+    """``data.images_per_update``: FCNModule steps the optimizer itself, once per that many images
+    (Lightning's accumulation counts batches); what that rules out, one line each."""
+    n = cfg.data.get("images_per_update")
+    if n is None:
+        return
+    key = f"data.images_per_update={n}"
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise FCNLabError(f"{key}: must be a whole number >= 1 (or null: one update a batch)")
+    if (cfg.trainer.get("accumulate_grad_batches") or 1) != 1:
+        raise FCNLabError(f"{key} counts the update's images itself; drop trainer.accumulate_grad_batches")
+    if cfg.trainer.get("gradient_clip_val"):
+        raise FCNLabError(f"{key} steps the optimizer itself, which trainer.gradient_clip_val cannot clip")
+    devices = cfg.trainer.get("devices")
+    if cfg.trainer.get("strategy") not in (None, "auto") or (isinstance(devices, int) and devices > 1):
+        raise FCNLabError(
+            f"{key} trains on one device (its updates hold different numbers of batches, which DDP ranks "
+            "cannot step in lockstep); use trainer=gpu, or data.images_per_update=null with crops"
+        )
 
 
 def _train_in(cfg: DictConfig, out_dir: Path, start: float) -> dict:
@@ -206,6 +228,7 @@ def build_module(cfg: DictConfig):
         input_space=space.as_dict(),
         class_weights=class_weights_option(cfg),
         infer=cfg.get("infer"),
+        images_per_update=cfg.data.get("images_per_update"),
     )
     if not any(p.requires_grad for p in module.model.parameters()):
         raise FCNLabError(f"model.freeze_backbone=true leaves {cfg.model.name} nothing to train")
