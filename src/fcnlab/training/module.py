@@ -209,10 +209,8 @@ class FCNModule(L.LightningModule):
         loss = loss.detach().float()
         if self._loss_ok is None or self._loss_ok.device != loss.device:
             self._loss_ok = torch.ones((), dtype=torch.bool, device=loss.device)
-            self._bad_value, self._bad_at = (
-                torch.zeros_like(loss),
-                torch.zeros((), dtype=torch.long, device=loss.device),
-            )
+            self._bad_value = torch.zeros_like(loss)
+            self._bad_at = torch.zeros((), dtype=torch.long, device=loss.device)
         bad = self._loss_ok & ~torch.isfinite(loss)
         self._bad_value = torch.where(bad, loss, self._bad_value)
         self._bad_at = torch.where(bad, len(self._unchecked), self._bad_at)
