@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import os
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -157,11 +158,9 @@ def run(plan: Plan, work: Path, data: Path, name: str, experiment: str, steps: i
 
 def describe(name: str, r: dict) -> str:
     peak = f", peak memory {r['peak_memory_bytes'] / 2**30:.2f} GiB" if r["peak_memory_bytes"] else ""
-    return (
-        f"{name}: {r['images_per_s']:.1f} images/s, {r['ms_per_iteration']:.1f} ms/iteration over "
-        f"{r['iterations_timed']} iterations ({r['precision']}); device busy {100 * r['busy_share']:.0f}%, "
-        f"waiting for data {100 * r['data_wait_share']:.0f}%{peak}"
-    )
+    speed = f"{r['images_per_s']:.1f} images/s, {r['ms_per_iteration']:.1f} ms/iteration"
+    busy = f"device busy {100 * r['busy_share']:.0f}%, waiting for data {100 * r['data_wait_share']:.0f}%"
+    return f"{name}: {speed} over {r['iterations_timed']} iterations ({r['precision']}); {busy}{peak}"
 
 
 load_state = functools.partial(torch.load, map_location="cpu", weights_only=False)
@@ -173,8 +172,8 @@ def scored_checkpoint(work: Path, name: str) -> Path:
     for key, value in state["state_dict"].items():
         if key.startswith("model.score") and key.endswith("weight"):
             value.copy_(torch.randn(value.shape, generator=generator) * 0.01)
-    torch.save(state, work / f"{name}_scored.ckpt")
-    return work / f"{name}_scored.ckpt"
+    torch.save(state, path := work / f"{name}_scored.ckpt")
+    return path
 
 
 def compare(plan: Plan, work: Path, data: Path, experiment: str, init: Path) -> dict:
@@ -185,6 +184,7 @@ def compare(plan: Plan, work: Path, data: Path, experiment: str, init: Path) -> 
         args = (f"init_from={init}", f"trainer.precision={precision}", f"float32_matmul_precision={matmul}")
         losses = run(plan, work, data, name, experiment, plan.steps[2], *args)["losses"]
         last = load_state(work / name / "checkpoints" / "last.ckpt")["state_dict"]["model.score_fr.weight"]
+        shutil.rmtree(work / name / "checkpoints")  # ~2 GB a run, not needed again
         seen[mode] = (torch.tensor(losses), last - start)
     for mode in ("tf32", "bf16"):
         diff = [float((a - b).norm() / b.norm()) for a, b in zip(seen[mode], seen["fp32"], strict=True)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import lightning as L
@@ -81,7 +82,8 @@ def worker_start_method(workers: int, cache: bool = False) -> str | None:
     import multiprocessing
 
     if workers > 0 and cache:
-        if "fork" not in multiprocessing.get_all_start_methods():
+        # macOS offers fork but its system libraries are not fork-safe (hence its default, spawn).
+        if "fork" not in multiprocessing.get_all_start_methods() or sys.platform == "darwin":
             raise FCNLabError(
                 f"data.cache=true with data.num_workers={workers}: loader workers cannot fork here, so "
                 "each would hold its own copy of the decoded data; set data.num_workers=0 or data.cache=false"
