@@ -426,3 +426,43 @@ def test_a_cache_the_loader_workers_cannot_share_is_refused_in_one_line(monkeypa
         FCNLabError, match=r"^data.cache=true with data.num_workers=2: .* set data.num_workers=0"
     ):
         worker_start_method(2, cache=True)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("trainer.accumulate_grad_batches=2", "counts the update's images itself; drop trainer.accumulate"),
+        ("trainer.gradient_clip_val=1.0", "steps the optimizer itself, which trainer.gradient_clip_val"),
+        ("trainer=ddp", "trains on one device"),
+        ("data.images_per_update=0", "must be a whole number >= 1"),
+    ],
+)
+def test_what_images_per_update_rules_out_is_one_line_each(override, message, tmp_path):
+    from fcnlab.data import SegmentationDataModule
+    from fcnlab.errors import FCNLabError
+    from fcnlab.training.run import check_images_per_update
+
+    cfg = make_cfg("table2", ["experiment=table2_voc", "model=fcn32s", override], tmp_path)
+    with pytest.raises(FCNLabError, match=f"^data.images_per_update=[0-9]+:? .*{message}"):
+        check_images_per_update(cfg)
+    with pytest.raises(FCNLabError, match=r"^data.images_per_update=20 groups whole images by size; set"):
+        SegmentationDataModule(str(tmp_path), crop_size=320, images_per_update=20)
+    with pytest.raises(FCNLabError, match="^images_per_update with a learning-rate schedule"):
+        FCNModule(model={**TINY, "width_divisor": 8}, scheduler=lambda o: o, images_per_update=20)
+
+
+def test_float32_precision_is_set_for_matmuls_and_cudnn_alike_and_read_back_by_torch():
+    from fcnlab.errors import FCNLabError
+    from fcnlab.training.device import set_float32_precision
+
+    try:
+        for value, tf32 in (("high", True), ("highest", False)):
+            set_float32_precision(value)
+            assert torch.get_float32_matmul_precision() == value
+            assert torch.backends.cudnn.allow_tf32 is tf32 and torch.backends.cuda.matmul.allow_tf32 is tf32
+            with torch.backends.cudnn.flags(enabled=True):  # what torch.export and others read back
+                pass
+        with pytest.raises(FCNLabError, match="^float32_matmul_precision=fp16: use highest"):
+            set_float32_precision("fp16")
+    finally:
+        set_float32_precision("highest")

@@ -108,9 +108,9 @@ def set_float32_precision(value: str) -> None:
             f"float32_matmul_precision={value}: use highest (IEEE float32), high (TF32 on CUDA) or medium"
         )
     torch.set_float32_matmul_precision(value)
-    cudnn = "ieee" if value == "highest" else "tf32"
-    torch.backends.cudnn.conv.fp32_precision = cudnn
-    torch.backends.cudnn.rnn.fp32_precision = cudnn
+    # The flag, not torch.backends.cudnn.conv.fp32_precision: once that newer setting is used, reading
+    # the flag raises (torch 2.14), and torch.backends.cudnn.flags() (torch.export among others) reads it.
+    torch.backends.cudnn.allow_tf32 = value != "highest"
     # Lightning suggests TF32 to every run left at "highest"; here that is a choice the config states.
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
         logging.getLogger(name).addFilter(_drop_tensor_core_advice)
