@@ -204,6 +204,7 @@ def test_an_update_of_grouped_batches_has_the_gradient_of_its_images_accumulated
             assert (got - want).abs().max() <= 1e-5 * want.abs().max().clamp_min(1e-12), (update, name)
 
 
+@pytest.mark.slow
 def test_images_per_update_steps_once_per_update_in_a_real_run(tiny_data, tmp_path):
     """24 whole images of 24 sizes, 5 per update: 24 passes, 5 optimizer steps (the last of 4 images)."""
     cfg = make_cfg(
