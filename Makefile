@@ -82,7 +82,7 @@ verify-voc: $(STAMP)  ## the release's nets on your seg11valid vs their publishe
 	@test -n "$(VOC)" || { echo "error: VOC= is empty; make verify-voc VOC=/path/holding/VOCdevkit_and_benchmark_RELEASE"; exit 2; }
 	$(VENV)/bin/fcnlab-verify --voc "$(VOC)" $(if $(WEIGHTS),--weights "$(WEIGHTS)") $(VERIFY_ARGS)
 
-gpu-check: $(STAMP)  ## on a CUDA machine: VOC presets' images/s, ms/iteration, memory, bf16 vs fp32, eval time
+gpu-check: $(STAMP)  ## on a CUDA machine: VOC presets' speed (busy vs data wait), memory, bf16/TF32 vs true fp32, every model, DDP, eval time
 	$(VENV)/bin/fcnlab-gpu-check
 
 clean:  ## remove generated data, runs and results (keeps .venv)

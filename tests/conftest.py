@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
+# The suite checks the CPU path (exact resumes, DDP over gloo), also on a machine with a GPU: GPUs stay
+# hidden from it and its subprocesses, so trainer=auto means the CPU. `make gpu-check` runs on CUDA.
+os.environ["CUDA_VISIBLE_DEVICES"] = ""
+
 import pytest
 import torch
 

@@ -107,7 +107,8 @@ def test_table2_voc_preset_is_the_papers_recipe(tmp_path):
             0.9,
             5e-4,
         )
-        assert cfg.data.batch_size * cfg.trainer.accumulate_grad_batches == 20
+        assert cfg.data.images_per_update == 20 and cfg.loss.normalize == "image"  # 20 single images a step
+        assert cfg.trainer.accumulate_grad_batches == 1 and cfg.trainer.accelerator == "gpu"
         assert (cfg.model.backbone, cfg.model.geometry, cfg.model.pretrained) == (
             "vgg16",
             "faithful",
@@ -123,6 +124,8 @@ def test_table2_voc_heavy_preset_is_the_reference_recipe(tmp_path):
         cfg = make_cfg("table2", ["experiment=table2_voc_heavy", f"model={model}"], tmp_path)
         assert cfg.optimizer.lr == pytest.approx(lr, rel=1e-9)
         assert (cfg.optimizer.momentum, cfg.optimizer.weight_decay, cfg.data.batch_size) == (0.99, 5e-4, 1)
+        assert cfg.data.images_per_update is None and cfg.trainer.precision == "32-true"
+        assert cfg.trainer.accelerator == "gpu" and cfg.float32_matmul_precision == "highest"
         assert cfg.loss.normalize is False and cfg.model.learn_upsampling is False
         assert cfg.trainer.max_steps == (300_000 if model == "fcn8s_atonce" else 100_000)
         assert (cfg.trainer.val_check_interval, cfg.trainer.check_val_every_n_epoch) == (4000, None)

@@ -117,6 +117,7 @@ def test_heavy_preset_32s_16s_8s_sweep_at_voc_size(voc_size_data, torch_home, ru
         home,
         run_dir,
         "experiment=table2_voc_heavy",
+        "trainer=cpu",  # the presets' GPU trainer, opted out of
         "hydra.sweeper.params.model='fcn32s,fcn16s,fcn8s'",
         f"hydra.sweep.dir={sweep}",
         f"data.root={voc_size_data}",
@@ -151,28 +152,30 @@ def test_heavy_preset_32s_16s_8s_sweep_at_voc_size(voc_size_data, torch_home, ru
 
 @pytest.mark.parametrize("pretrained", ["imagenet"])  # the caffe space: the heavy sweep above, by default
 def test_paper_preset_with_gradient_accumulation_at_voc_size(pretrained, voc_size_data, torch_home, run_dir):
-    """Section 4.3's recipe, whole images accumulated: 4 images, 2 per update, one epoch = 2 updates."""
+    """Section 4.3's recipe, whole images accumulated: 4 images of 4 sizes (batches of 1), 2 images
+    per update, one epoch = 2 updates."""
     home, imagenet_conv5_3 = torch_home
     job = run_dir / "run"
     proc = fcnlab_train(
         home,
         run_dir,
         "experiment=table2_voc",
+        "trainer=cpu",
         "model=fcn32s",
         f"model.pretrained={pretrained}",
         f"hydra.run.dir={job}",
         f"data.root={voc_size_data}",
         "data.num_workers=0",
         "stage_epochs=1",
-        "trainer.accumulate_grad_batches=2",
+        "data.images_per_update=2",
         "trainer.enable_progress_bar=false",
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = assert_finished_at(job, 2, pretrained)
     assert results["init_from"] is None and results["epochs"] == 1
     ckpt = checkpoint(job / "checkpoints" / "best.ckpt")
-    assert ckpt["fcnlab"]["config"]["trainer"]["accumulate_grad_batches"] == 2
-    assert ckpt["fcnlab"]["config"]["loss"]["normalize"] is True
+    assert ckpt["fcnlab"]["config"]["data"]["images_per_update"] == 2
+    assert ckpt["fcnlab"]["config"]["loss"]["normalize"] == "image"
     assert ckpt["hyper_parameters"]["input_space"]["name"] == INPUT_SPACE[pretrained]
     moved = (ckpt["state_dict"][f"model.backbone.{CHECKED_LAYER}"] - imagenet_conv5_3).abs().max()
     assert 0 < moved < 1e-2  # started from the file's weights and took real steps (lr 1e-4)

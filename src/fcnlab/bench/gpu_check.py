@@ -1,259 +1,234 @@
-"""``fcnlab-gpu-check`` (``make gpu-check``): the real-data presets on a GPU, measured.
+"""``fcnlab-gpu-check`` (``make gpu-check``): the VOC presets on one CUDA GPU, measured and checked.
 
-On a CUDA machine, on a generated VOC2011 + SBD tree of VOC-size images (333-500 px a side) and a
-random VGG16 saved under the ImageNet weights' file names (speed and memory do not depend on the
-weights' values), each through the real ``fcnlab-train`` / ``fcnlab-eval`` entry points:
-
-1. the heavy preset (``table2_voc_heavy``, FCN-32s, batch 1) for 200 iterations;
-2. the paper preset (``table2_voc``, FCN-32s, 20 images an update) for 20 updates;
-   both: images/s, ms/iteration (after a warm-up), peak ``torch.cuda.max_memory_allocated``;
-3. fp32 against ``bf16-mixed`` on the heavy preset's first 10 iterations (its loss is summed, ~1e5-1e6):
-   the per-iteration losses and the update of the zero-initialised scoring layer must agree within
-   ``BF16_TOLERANCE`` (relative); it says whether bf16 is safe for that loss;
-4. ``fcnlab-eval`` on 736 images (seg11valid's size): seconds and images/s.
-
-Prints one line per figure and writes them to ``--out`` (``results/gpu_check.json``). Without CUDA
-it prints one line and exits 0. ``--smoke`` runs every step on the CPU with the tiny backbone and
-tiny images (the test suite does, so the plumbing is checked where no GPU is).
+On generated VOC-size data and a random VGG16 under the ImageNet weights' file names, in this process,
+through the trainer's own path: (1) the heavy and the paper presets' images/s, ms/iteration, share of
+the time the GPU is busy (CUDA events around each step, read at the end: no sync in the loop, which
+Lightning's ThroughputMonitor would add) and share spent waiting for data (Lightning's SimpleProfiler),
+peak memory; (2) each preset from a checkpoint with a random (non-zero) scoring layer in true fp32
+(TF32 off), TF32 and bf16-mixed: losses and score_fr update against true fp32, within ``TOLERANCE``
+for the precision the preset ships with; (3) FCN-16s and FCN-8s (``init_from`` the stage before),
+at-once, and FCN-32s under DDP on one GPU; (4) ``fcnlab-eval`` on seg11valid, timed in the process.
+A failed run or check exits 1; ``--smoke`` runs it all on the CPU, tiny (the test suite does).
 """
 
 from __future__ import annotations
 
-import json
+import functools
 import os
-import subprocess
-import sys
+import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import lightning as L
 import torch
 
-BF16_TOLERANCE = 2e-2  # bf16-mixed vs fp32: relative difference of the losses and of the score_fr update
-# File names model.pretrained reads in $TORCH_HOME/hub/checkpoints: torchvision's VGG16, torchfcn's Caffe one.
-WEIGHT_FILES = ("vgg16-397923af.pth", "vgg16_from_caffe.pth")
-
-
-@dataclass(frozen=True)
-class Plan:
-    """What one gpu-check runs; ``gpu()`` is the real check, ``smoke()`` its CPU miniature."""
-
-    trainer: str
-    heavy_steps: int
-    paper_updates: int
-    paper_accumulate: int
-    compare_steps: int
-    warmup: int
-    val_batches: int  # validation batches during the training runs (eval is timed on its own)
-    data: dict
-    extra: tuple[str, ...] = field(default=())
-
-    @staticmethod
-    def gpu() -> Plan:
-        data = {"sbd_train": 400, "voc_val": 737, "voc_val_in_sbd_train": 1, "min_size": 333, "max_size": 500}
-        return Plan("gpu", 200, 20, 20, 10, 10, 8, data)
-
-    @staticmethod
-    def smoke() -> Plan:
-        data = {"sbd_train": 4, "voc_val": 3, "voc_val_in_sbd_train": 1, "min_size": 64, "max_size": 96}
-        tiny = ("model.backbone=vgg16_tiny", "model.pretrained=null")
-        return Plan("cpu", 3, 2, 2, 2, 1, 1, data, tiny)
-
-
-def generate_data(root: Path, plan: Plan) -> Path:
-    from fcnlab.data.synthetic import SyntheticConfig, generate
-
-    config = SyntheticConfig(
-        seed=0,
-        sbd_val=1,
-        voc_train=1,
-        classification_train=20,
-        classification_val=20,
-        classification_size=32,
-        **plan.data,
-    )
-    return generate(root, config, workers=min(16, os.cpu_count() or 1))
-
-
-def write_weights(torch_home: Path) -> None:
-    """A random VGG16 (torchvision layout) under every file name model.pretrained reads."""
-    import torchvision
-
-    hub = torch_home / "hub" / "checkpoints"
-    hub.mkdir(parents=True, exist_ok=True)
-    first, *others = (hub / name for name in WEIGHT_FILES)
-    torch.save(torchvision.models.vgg16().state_dict(), first)
-    for path in others:
-        os.link(first, path)
+TOLERANCE = 2e-2  # relative: a precision against true fp32, on the losses and on the score_fr update
+WEIGHT_FILES = ("vgg16-397923af.pth", "vgg16_from_caffe.pth")  # what model.pretrained reads in $TORCH_HOME
+MODES = {"fp32": ("32-true", "highest"), "tf32": ("32-true", "high"), "bf16": ("bf16-mixed", "highest")}
+SHIPPED = {"table2_voc_heavy": "fp32", "table2_voc": "bf16"}  # the precision each preset trains in
+DATA_WAIT = "[_TrainingEpochLoop].train_dataloader_next"
+RECORDS: dict[str, dict] = {}  # StepClock's figures, by run name
 
 
 class CheckFailed(RuntimeError):
     pass
 
 
-def run_entry(module: str, args: list[str], work: Path, name: str) -> float:
-    """``python -m <module> <args>`` with its output in ``work/<name>.log``; returns its wall seconds."""
-    log = work / f"{name}.log"
-    env = {**os.environ, "TORCH_HOME": str(work / "torch_home")}
-    start = time.perf_counter()
-    with log.open("w") as out:
-        proc = subprocess.run(
-            [sys.executable, "-m", module, *args], stdout=out, stderr=subprocess.STDOUT, env=env
-        )
-    seconds = time.perf_counter() - start
-    if proc.returncode != 0:
-        tail = "\n".join(log.read_text().splitlines()[-15:])
-        raise CheckFailed(f"{name}: python -m {module} exited {proc.returncode}; its log ends:\n{tail}")
-    return seconds
+@dataclass(frozen=True)
+class Plan:
+    """What one gpu-check runs: ``Plan()`` on CUDA, ``Plan.smoke()`` its CPU miniature."""
+
+    trainer: str = "gpu"
+    ddp: str = "ddp"
+    steps: tuple[int, int, int, int] = (200, 20, 10, 10)  # heavy, paper (updates), precision, per model
+    warmup: int = 10
+    val_batches: int = 8
+    # 500 x 500, VOC's largest size, every image alike: the paper preset's batches are full (its best case).
+    data: tuple = (("sbd_train", 400), ("voc_val", 737), ("min_size", 500), ("max_size", 500))
+    extra: tuple[str, ...] = ()
+
+    @staticmethod
+    def smoke() -> Plan:
+        data = (("sbd_train", 4), ("voc_val", 3), ("min_size", 64), ("max_size", 64))
+        tiny = ("model.backbone=vgg16_tiny", "model.pretrained=null")
+        return Plan("cpu", "ddp_cpu", (3, 2, 2, 2), 1, 1, data, tiny)
 
 
-def train_run(
-    plan: Plan, work: Path, data: Path, name: str, experiment: str, steps: int, *extra: str
-) -> dict:
-    """One fcnlab-train job of ``experiment`` (FCN-32s) for ``steps`` iterations; the StepTimer's record."""
-    out = work / f"{name}.json"
-    args = [
-        "--config-name",
-        "table2",
-        f"experiment={experiment}",
-        "model=fcn32s",
-        f"trainer={plan.trainer}",
-        f"hydra.run.dir={work / name}",
-        f"paths.root_dir={work}",
-        f"data.root={data}",
-        f"data.num_workers={min(8, os.cpu_count() or 1)}",
-        "trainer.max_epochs=-1",
-        f"trainer.max_steps={steps}",
-        f"trainer.limit_val_batches={plan.val_batches}",
-        "trainer.enable_progress_bar=false",
-        "+callbacks.gpu_timer._target_=fcnlab.bench.step_timer.StepTimer",
-        f"+callbacks.gpu_timer.out={out}",
-        f"+callbacks.gpu_timer.warmup={min(plan.warmup, steps - 1)}",
-        *plan.extra,
-        *extra,
-    ]
-    run_entry("fcnlab.cli.train", args, work, name)
-    return json.loads(out.read_text())
+class StepClock(L.Callback):
+    """Times the optimizer steps after ``warmup``; its figures land in ``RECORDS[name]`` at the end."""
+
+    def __init__(self, name: str, warmup: int) -> None:
+        self.name, self.warmup, self.marks, self.losses, self.images = name, warmup, [], [], 0
+
+    @staticmethod
+    def _now(trainer: L.Trainer):
+        if trainer.strategy.root_device.type != "cuda":
+            return time.perf_counter()
+        event = torch.cuda.Event(enable_timing=True)
+        event.record()
+        return event
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module, batch, batch_idx: int) -> None:
+        if trainer.global_step >= self.warmup:
+            if not self.marks:  # the window opens: this batch's wait for data is already recorded
+                self.first_step = trainer.global_step
+                torch.cuda.reset_peak_memory_stats() if torch.cuda.is_available() else None
+                self.waits = len(trainer.profiler.recorded_durations[DATA_WAIT]) - 1
+            self.marks.append([self._now(trainer), None])
+            self.images += len(batch[0])
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        self.losses.append(outputs["loss"].detach())
+        if self.marks and self.marks[-1][1] is None:
+            self.marks[-1][1] = self._now(trainer)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module) -> None:
+        cuda = trainer.strategy.root_device.type == "cuda"
+        if cuda:
+            torch.cuda.synchronize()
+        span = (lambda a, b: a.elapsed_time(b) / 1e3) if cuda else (lambda a, b: b - a)
+        wall, iterations = span(self.marks[0][0], self.marks[-1][1]), trainer.global_step - self.first_step
+        RECORDS[self.name] = {
+            "iterations_timed": iterations,
+            "images_per_s": self.images / wall,
+            "ms_per_iteration": 1e3 * wall / iterations,
+            "busy_share": sum(span(a, b) for a, b in self.marks) / wall,
+            "data_wait_share": sum(trainer.profiler.recorded_durations[DATA_WAIT][self.waits :]) / wall,
+            "peak_memory_bytes": torch.cuda.max_memory_allocated() if cuda else None,
+            "precision": str(trainer.precision),
+            "losses": torch.stack(self.losses).float().tolist(),
+        }
 
 
-def scoring_layer(work: Path, name: str) -> torch.Tensor:
-    """``score_fr.weight`` of run ``name``'s last checkpoint: zero-initialised, so it is the update made."""
-    path = work / name / "checkpoints" / "last.ckpt"
-    state = torch.load(path, map_location="cpu", weights_only=False, mmap=True)["state_dict"]
-    return state["model.score_fr.weight"].float().clone()
+def compose(config: str, overrides: list[str], out: Path):
+    """A Hydra config as ``@hydra.main`` composes it, with ``out`` as the job's folder."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    from fcnlab.config import CONF_DIR
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config, overrides=overrides, return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(out)
+    return cfg
 
 
-def compare_precisions(
-    fp32_losses: list[float],
-    bf16_losses: list[float],
-    fp32_update: torch.Tensor,
-    bf16_update: torch.Tensor,
-    tolerance: float = BF16_TOLERANCE,
-) -> dict:
-    """fp32 vs bf16-mixed: the largest relative difference of the per-step losses, and the relative
-    difference of the scoring layer's update. The scoring layer starts at zero, so in the first
-    iterations the loss is nearly N ln 21 in both precisions and the update (features x loss
-    gradient, summed over ~200k pixels) is where bf16 would show; safe when both are within
-    ``tolerance``.
-    """
-    pairs = list(zip(fp32_losses, bf16_losses, strict=False))
-    if not pairs:
-        raise CheckFailed("fp32 vs bf16-mixed: no losses were recorded")
-    loss_diff = max(abs(b - f) / max(abs(f), 1e-12) for f, b in pairs)
-    scale = float(fp32_update.norm())
-    if scale == 0:
-        raise CheckFailed("fp32 vs bf16-mixed: the scoring layer did not move; nothing to compare")
-    update_diff = float((bf16_update - fp32_update).norm()) / scale
-    return {
-        "steps": len(pairs),
-        "loss_max_rel_diff": loss_diff,
-        "update_rel_diff": update_diff,
-        "tolerance": tolerance,
-        "bf16_safe": loss_diff <= tolerance and update_diff <= tolerance,
-    }
+def prepare(plan: Plan, work: Path) -> Path:
+    """A random VGG16 under every file name model.pretrained reads, and the generated VOC tree."""
+    import torchvision
+
+    from fcnlab.data.synthetic import SyntheticConfig, generate
+
+    hub = work / "torch_home" / "hub" / "checkpoints"
+    hub.mkdir(parents=True, exist_ok=True)
+    torch.save(torchvision.models.vgg16().state_dict(), hub / WEIGHT_FILES[0])
+    for name in WEIGHT_FILES[1:]:
+        os.link(hub / WEIGHT_FILES[0], hub / name)
+    fixed = {"seed": 0, "sbd_val": 1, "voc_train": 1, "voc_val_in_sbd_train": 1, "classification_size": 32}
+    config = SyntheticConfig(**fixed, classification_train=20, classification_val=20, **dict(plan.data))
+    return generate(work / "voc", config, workers=min(16, os.cpu_count() or 1))
 
 
-def describe(name: str, record: dict) -> str:
-    peak = record.get("peak_memory_bytes")
-    memory = f", peak memory {peak / 2**30:.2f} GiB" if peak is not None else ""
-    return (
-        f"{name}: {record['images_per_s']:.1f} images/s, {record['ms_per_iteration']:.1f} ms/iteration "
-        f"over {record['iterations_timed']} iterations ({record['precision']}){memory}"
-    )
+def run(plan: Plan, work: Path, data: Path, name: str, experiment: str, steps: int, *extra: str) -> dict:
+    """One training job of ``experiment`` (FCN-32s unless ``extra`` says) in this process; its figures."""
+    from fcnlab.training.run import train
+
+    overrides = [f"experiment={experiment}", "model=fcn32s", f"trainer={plan.trainer}", f"data.root={data}"]
+    overrides += [f"paths.root_dir={work}", f"data.num_workers={min(8, os.cpu_count() or 1)}"]
+    overrides += ["trainer.max_epochs=-1", f"trainer.max_steps={steps}"]
+    overrides += [f"trainer.limit_val_batches={plan.val_batches}", "trainer.enable_progress_bar=false"]
+    overrides += [f"+callbacks.clock._target_={__name__}.StepClock"]
+    overrides += [f"+callbacks.clock.name={name}", f"+callbacks.clock.warmup={min(plan.warmup, steps - 1)}"]
+    overrides += ["+trainer.profiler._target_=lightning.pytorch.profilers.SimpleProfiler", *plan.extra]
+    overrides += [f"+trainer.profiler.dirpath={work / name}", "+trainer.profiler.filename=profile", *extra]
+    try:
+        results = train(compose("table2", overrides, work / name))
+    except Exception as e:  # any failure of a run fails the check, named
+        raise CheckFailed(f"{name}: {type(e).__name__}: {e}"[:400]) from e
+    if results.get("status") != "ok":
+        raise CheckFailed(f"{name}: the run finished without scores")
+    return {**RECORDS.pop(name), "steps": results["steps"]}
 
 
-def _compare_precisions_run(plan: Plan, work: Path, data: Path) -> dict:
-    """Step 3: the heavy preset's first iterations in fp32 and in bf16-mixed, compared (one line)."""
-    runs = {}
-    for precision in ("32-true", "bf16-mixed"):
-        runs[precision] = train_run(
-            plan,
-            work,
-            data,
-            f"heavy_{precision}",
-            "table2_voc_heavy",
-            plan.compare_steps,
-            f"trainer.precision={precision}",
-            "seed=0",
-        )
-    comparison = compare_precisions(
-        runs["32-true"]["losses"],
-        runs["bf16-mixed"]["losses"],
-        scoring_layer(work, "heavy_32-true"),
-        scoring_layer(work, "heavy_bf16-mixed"),
-    )
-    verdict = (
-        "bf16-mixed is safe for it"
-        if comparison["bf16_safe"]
-        else "bf16-mixed is NOT safe for it: keep trainer.precision=32-true"
-    )
-    print(
-        f"heavy preset, fp32 vs bf16-mixed over {comparison['steps']} iterations (summed loss "
-        f"~{abs(runs['32-true']['losses'][0]):.2e}): losses differ by at most "
-        f"{comparison['loss_max_rel_diff']:.2e}, score_fr updates by {comparison['update_rel_diff']:.2e} "
-        f"(relative; tolerance {BF16_TOLERANCE:.0e}); {verdict}"
-    )
-    return comparison
+def describe(name: str, r: dict) -> str:
+    peak = f", peak memory {r['peak_memory_bytes'] / 2**30:.2f} GiB" if r["peak_memory_bytes"] else ""
+    speed = f"{r['images_per_s']:.1f} images/s, {r['ms_per_iteration']:.1f} ms/iteration"
+    busy = f"device busy {100 * r['busy_share']:.0f}%, waiting for data {100 * r['data_wait_share']:.0f}%"
+    return f"{name}: {speed} over {r['iterations_timed']} iterations ({r['precision']}); {busy}{peak}"
 
 
-def _eval_run(plan: Plan, work: Path, data: Path) -> dict:
-    """Step 4: ``fcnlab-eval`` of the heavy run's best checkpoint on seg11valid (one line)."""
-    n_val = plan.data["voc_val"] - plan.data["voc_val_in_sbd_train"]
-    eval_args = [
-        f"ckpt={work / 'heavy' / 'checkpoints' / 'best.ckpt'}",
-        "data=voc_sbd",
-        f"data.root={data}",
-        f"data.num_workers={min(8, os.cpu_count() or 1)}",
-        f"trainer={plan.trainer}",
-        f"hydra.run.dir={work / 'eval'}",
-        f"paths.root_dir={work}",
-    ]
-    seconds = run_entry("fcnlab.cli.eval", eval_args, work, "eval")
-    print(
-        f"fcnlab-eval on {n_val} images: {seconds:.1f} s wall (process start included), "
-        f"{n_val / seconds:.1f} images/s"
-    )
-    return {"images": n_val, "seconds": seconds, "images_per_s": n_val / seconds}
+load_state = functools.partial(torch.load, map_location="cpu", weights_only=False)
+
+
+def scored_checkpoint(work: Path, name: str) -> Path:
+    """``name``'s last checkpoint with a random scoring layer: precisions compared on real scores."""
+    state, generator = load_state(work / name / "checkpoints" / "last.ckpt"), torch.Generator().manual_seed(0)
+    for key, value in state["state_dict"].items():
+        if key.startswith("model.score") and key.endswith("weight"):
+            value.copy_(torch.randn(value.shape, generator=generator) * 0.01)
+    torch.save(state, path := work / f"{name}_scored.ckpt")
+    return path
+
+
+def compare(plan: Plan, work: Path, data: Path, experiment: str, init: Path) -> dict:
+    """TF32 and bf16-mixed against true fp32 from ``init``: the losses and the score_fr update."""
+    start, seen, out = load_state(init)["state_dict"]["model.score_fr.weight"], {}, {}
+    for mode, (precision, matmul) in MODES.items():
+        name = f"{experiment}_{mode}"
+        args = (f"init_from={init}", f"trainer.precision={precision}", f"float32_matmul_precision={matmul}")
+        losses = run(plan, work, data, name, experiment, plan.steps[2], *args)["losses"]
+        last = load_state(work / name / "checkpoints" / "last.ckpt")["state_dict"]["model.score_fr.weight"]
+        shutil.rmtree(work / name / "checkpoints")  # ~2 GB a run, not needed again
+        seen[mode] = (torch.tensor(losses), last - start)
+    for mode in ("tf32", "bf16"):
+        diff = [float((a - b).norm() / b.norm()) for a, b in zip(seen[mode], seen["fp32"], strict=True)]
+        out[mode] = {"loss": diff[0], "update": diff[1], "agrees": max(diff) <= TOLERANCE}
+    parts = "; ".join(f"{m} losses {d['loss']:.1e}, update {d['update']:.1e}" for m, d in out.items())
+    print(f"{experiment} vs true fp32 over {plan.steps[2]} iterations: {parts} (tolerance {TOLERANCE:.0e})")
+    if SHIPPED[experiment] != "fp32" and not out[SHIPPED[experiment]]["agrees"]:
+        raise CheckFailed(f"{experiment}: its precision, {SHIPPED[experiment]}, is off true fp32")
+    return out
 
 
 def check(plan: Plan, work: Path) -> dict:
-    """The four steps of the module doc on a tree generated under ``work``; their figures."""
-    data = generate_data(work / "voc", plan)
-    write_weights(work / "torch_home")
-    results: dict = {"plan": asdict(plan)}
+    """The four steps of the module doc on data generated under ``work``; their figures."""
+    home = os.environ.get("TORCH_HOME")
+    os.environ["TORCH_HOME"] = str(work / "torch_home")
+    try:
+        data, results = prepare(plan, work), {"plan": asdict(plan)}
+        for name, experiment, steps in (("heavy", "table2_voc_heavy", 0), ("paper", "table2_voc", 1)):
+            results[name] = run(plan, work, data, name, experiment, plan.steps[steps])
+            print(describe(f"{experiment} (FCN-32s)", results[name]), flush=True)
+        for name, experiment in (("heavy", "table2_voc_heavy"), ("paper", "table2_voc")):
+            init = scored_checkpoint(work, name)
+            results[f"{name}_precision"] = compare(plan, work, data, experiment, init)
+        results["eval"] = evaluate(plan, work, data)  # before DDP, which leaves its process group
+        for name, parent in (("fcn16s", "heavy"), ("fcn8s", "fcn16s"), ("fcn8s_atonce", None), ("ddp", None)):
+            args = [f"init_from={work / parent / 'checkpoints' / 'last.ckpt'}"] if parent else []
+            args += [f"trainer={plan.ddp}", "trainer.devices=1"] if name == "ddp" else [f"model={name}"]
+            results[name] = run(plan, work, data, name, "table2_voc_heavy", plan.steps[3], *args)
+            print(describe(f"table2_voc_heavy {name}", results[name]), flush=True)
+        return results
+    finally:  # this process as it was: TORCH_HOME, and no process group left by the DDP run
+        os.environ.pop("TORCH_HOME") if home is None else os.environ.update(TORCH_HOME=home)
+        torch.distributed.destroy_process_group() if torch.distributed.is_initialized() else None
 
-    heavy = train_run(plan, work, data, "heavy", "table2_voc_heavy", plan.heavy_steps)
-    print(describe("heavy preset (table2_voc_heavy, FCN-32s, batch 1)", heavy), flush=True)
-    paper = train_run(
-        plan,
-        work,
-        data,
-        "paper",
-        "table2_voc",
-        plan.paper_updates,
-        f"trainer.accumulate_grad_batches={plan.paper_accumulate}",
-    )
-    print(describe(f"paper preset (table2_voc, FCN-32s, {plan.paper_accumulate} images an update)", paper))
-    comparison = _compare_precisions_run(plan, work, data)
-    results.update(heavy=heavy, paper=paper, bf16_vs_fp32=comparison, eval=_eval_run(plan, work, data))
-    return results
+
+def evaluate(plan: Plan, work: Path, data: Path) -> dict:
+    """``fcnlab-eval`` of the heavy run's best checkpoint on seg11valid, timed in this process."""
+    from fcnlab.inference.evaluate import evaluate as evaluate_cfg
+
+    images = dict(plan.data)["voc_val"] - 1  # seg11valid: VOC val minus the one also in SBD train
+    overrides = [f"ckpt={work / 'heavy' / 'checkpoints' / 'best.ckpt'}", "data=voc_sbd", f"data.root={data}"]
+    overrides += [f"trainer={plan.trainer}", f"paths.root_dir={work}"]
+    start = time.perf_counter()
+    evaluate_cfg(compose("eval", overrides, work / "eval"))
+    seconds = time.perf_counter() - start
+    print(f"fcnlab-eval on {images} images: {seconds:.1f} s in this process, {images / seconds:.1f} images/s")
+    return {"images": images, "seconds": seconds, "images_per_s": images / seconds}

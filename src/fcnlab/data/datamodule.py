@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import lightning as L
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision import tv_tensors
 
 from fcnlab.data.check import check_samples
 from fcnlab.data.classes import SHAPES_CLASSES, VOC_CLASSES, check_class_colors, check_class_names
 from fcnlab.data.input_space import InputSpace, get_input_space
-from fcnlab.data.loading import load_sample
-from fcnlab.data.sampling import EpochSampler, ShardSampler
+from fcnlab.data.loading import load_sample, unreadable_image
+from fcnlab.data.sampling import EpochSampler, ShardSampler, SizeGroupedBatches
 from fcnlab.data.transforms import eval_transform, pad_collate, train_transform
 from fcnlab.data.voc import Sample, protocol_samples
 from fcnlab.errors import FCNLabError
@@ -23,9 +25,10 @@ from fcnlab.errors import FCNLabError
 class SegmentationDataset(Dataset):
     """Samples read from disk and passed through a paired v2 transform.
 
-    ``cache``: keep each sample as decoded the first time it is read (uint8 image and labels, about
-    4 bytes a pixel), so later epochs only augment; for data that fits in memory (the generated set:
-    ~0.1 GB). Each loader worker holds the samples it has read.
+    ``cache``: keep each sample as decoded the first time it is read (uint8 image, int64 labels), so
+    later epochs only augment; for data that fits in memory (the generated set: ~0.1 GB). With loader
+    workers, the datamodule decodes everything in the main process first (:meth:`decode_all`), so
+    the forked workers share one copy instead of each filling its own.
     """
 
     def __init__(self, samples: list[Sample], transform, cache: bool = False) -> None:
@@ -35,8 +38,18 @@ class SegmentationDataset(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-        """An index, or ``(index, seed)`` from an ``EpochSampler``: the seed fixes the augmentation."""
+    def decode_all(self) -> None:
+        """Fill the cache now, in this process (a no-op without ``cache`` or once filled)."""
+        if self._decoded is not None:
+            for index, sample in enumerate(self.samples):
+                if index not in self._decoded:
+                    self._decoded[index] = load_sample(sample)
+
+    def __getitem__(self, key: int | tuple[int, int] | list) -> tuple[torch.Tensor, torch.Tensor]:
+        """An index, or ``(index, seed)`` from an ``EpochSampler``: the seed fixes the augmentation; a
+        list of those (a ``SizeGroupedBatches`` batch): the collated batch."""
+        if isinstance(key, list):
+            return pad_collate([self[k] for k in key])
         index, seed = key if isinstance(key, tuple) else (key, None)
         if self._decoded is None:
             image, mask = load_sample(self.samples[index])
@@ -61,15 +74,37 @@ def default_num_workers() -> int:
     return max(1, min(8, (os.cpu_count() or 2) // 2))
 
 
-def worker_start_method(workers: int) -> str | None:
+def worker_start_method(workers: int, cache: bool = False) -> str | None:
     """How loader workers start: torch's default (None), except inside a joblib lane (the table2
-    sweep's launcher), whose processes default to joblib's own "loky" method; fork there, as Linux does."""
+    sweep's launcher), whose processes default to joblib's own "loky" method; fork there, as Linux does.
+    With ``data.cache``: fork, so the workers share the main process's decoded samples (one line where
+    the platform cannot fork: every worker would hold its own copy)."""
     import multiprocessing
 
+    if workers > 0 and cache:
+        # macOS offers fork but its system libraries are not fork-safe (hence its default, spawn).
+        if "fork" not in multiprocessing.get_all_start_methods() or sys.platform == "darwin":
+            raise FCNLabError(
+                f"data.cache=true with data.num_workers={workers}: loader workers cannot fork here, so "
+                "each would hold its own copy of the decoded data; set data.num_workers=0 or data.cache=false"
+            )
+        return "fork"
     method = multiprocessing.get_start_method(allow_none=True)
     if workers == 0 or method in (None, "fork", "spawn", "forkserver"):
         return None
     return "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+
+
+def image_sizes(samples: list[Sample]) -> list[tuple[int, int]]:
+    """(H, W) of each sample's image, from its header."""
+    sizes = []
+    for sample in samples:
+        try:
+            with Image.open(sample.image) as img:
+                sizes.append(img.size[::-1])
+        except (OSError, ValueError, SyntaxError) as e:
+            raise unreadable_image(sample.image, e) from None
+    return sizes
 
 
 class SegmentationDataModule(L.LightningDataModule):
@@ -88,6 +123,11 @@ class SegmentationDataModule(L.LightningDataModule):
     ``input_space`` (``fcnlab.data.input_space``) is the model's: ``fcnlab-train`` resolves it from
     ``input_space`` and the weights, ``fcnlab-eval`` takes it from the checkpoint.
     ``cache`` keeps samples decoded in memory after their first read (see :class:`SegmentationDataset`).
+    Whole images (``crop_size`` and ``scale_range`` null) train in batches of one size
+    (:class:`fcnlab.data.sampling.SizeGroupedBatches`) when ``batch_size`` > 1, never padded.
+    ``images_per_update`` (whole images only): batches of one size that together hold this many
+    images make one optimizer step (``FCNModule(images_per_update=...)`` steps on them), each batch
+    at most ``batch_size``; None: every batch is a step (or ``trainer.accumulate_grad_batches`` of them).
     """
 
     def __init__(
@@ -111,8 +151,15 @@ class SegmentationDataModule(L.LightningDataModule):
         num_classes: int | None = None,
         check: str = "headers",
         cache: bool = False,
+        images_per_update: int | None = None,
     ) -> None:
         super().__init__()
+        if images_per_update is not None and (crop_size is not None or scale_range is not None):
+            raise FCNLabError(
+                f"data.images_per_update={images_per_update} groups whole images by size; "
+                "set data.crop_size=null and data.scale_range=null (or data.images_per_update=null)"
+            )
+        self.images_per_update = images_per_update
         self.cache = bool(cache)
         self.check = check  # checked by setup(): an error raised here would reach the user wrapped by Hydra
         self.root, self.protocol, self.generate = Path(root), protocol, generate
@@ -133,6 +180,7 @@ class SegmentationDataModule(L.LightningDataModule):
         self.train_set: SegmentationDataset | None = None
         self.val_set: SegmentationDataset | None = None
         self._resume_epoch: int | None = None
+        self._sizes: list[tuple[int, int]] | None = None  # the train images' sizes, when grouped
 
     @property
     def num_classes(self) -> int:
@@ -194,26 +242,41 @@ class SegmentationDataModule(L.LightningDataModule):
     def load_state_dict(self, state: dict) -> None:
         self._resume_epoch = state.get("next_epoch")
 
-    def _loader(self, dataset: Dataset, batch_size: int, train: bool) -> DataLoader:
+    def grouped(self) -> bool:
+        """Whether training batches are cut by image size (whole, unscaled images, batch > 1 or updates)."""
+        whole = self.crop_size is None and self.scale_range is None
+        return whole and (self.batch_size > 1 or self.images_per_update is not None)
+
+    def _loader(self, dataset: SegmentationDataset, batch_size: int, train: bool) -> DataLoader:
         workers = self.num_workers
-        if train:
+        start_method = worker_start_method(workers, self.cache)
+        if workers > 0:
+            dataset.decode_all()  # with data.cache: once, here, shared by the forked workers
+        if train and self.grouped():
+            if self._sizes is None:
+                self._sizes = image_sizes(dataset.samples)
+            sampler = SizeGroupedBatches(
+                self._sizes, batch_size, self.seed, self._current_epoch, self.images_per_update
+            )
+            batch_size = None  # each item of the sampler is a batch
+        elif train:
             sampler = EpochSampler(len(dataset), self.seed, shuffle=True, epoch_fn=self._current_epoch)
         elif torch.distributed.is_available() and torch.distributed.is_initialized():
             sampler = ShardSampler(dataset)  # each val image on exactly one rank
         else:
             sampler = None
         # No worker_init_fn: seed_everything(workers=True) has Lightning seed each worker, and the
-        # augmentation draws come from the EpochSampler's per-sample seeds, not from the worker's RNG.
+        # augmentation draws come from the samplers' per-sample seeds, not from the worker's RNG.
         return DataLoader(
             dataset,
             batch_size=batch_size,
             sampler=sampler,
-            drop_last=train and len(dataset) >= batch_size,
+            drop_last=batch_size is not None and train and len(dataset) >= batch_size,
             num_workers=workers,
             persistent_workers=workers > 0,
-            multiprocessing_context=worker_start_method(workers),
+            multiprocessing_context=start_method,
             pin_memory=torch.cuda.is_available(),
-            collate_fn=pad_collate,
+            collate_fn=pad_collate if batch_size is not None else None,
             generator=torch.Generator().manual_seed(self.seed) if train else None,
         )
 

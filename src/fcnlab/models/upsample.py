@@ -77,9 +77,13 @@ class BilinearUpsample(nn.Module):
             raise RuntimeError(f"upsampled map {full} cannot cover {h}x{w} at offset {offset}")
         if self.learnable:
             return self.deconv(x)[..., offset : offset + h, offset : offset + w]
-        rows = self._axis_matrix(x.shape[-2], offset, h, x)
-        cols = self._axis_matrix(x.shape[-1], offset, w, x)
-        return rows @ x @ cols.T
+        # In float32 even under autocast: these are the scores the loss and the argmax read, and bf16
+        # products would round them to 8 bits of mantissa.
+        with torch.autocast(x.device.type, enabled=False):
+            x = x.to(torch.promote_types(x.dtype, torch.float32))
+            rows = self._axis_matrix(x.shape[-2], offset, h, x)
+            cols = self._axis_matrix(x.shape[-1], offset, w, x)
+            return rows @ x @ cols.T
 
     def _axis_matrix(self, n_in: int, offset: int, n_out: int, like: torch.Tensor) -> torch.Tensor:
         """(n_out, n_in): output position offset + i takes taps[offset + i - factor * j] from input j."""

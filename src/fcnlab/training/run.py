@@ -24,6 +24,7 @@ from fcnlab.models.vgg import backbone_options
 from fcnlab.runinfo import git_sha, hardware, versions, write_json
 from fcnlab.training.allocator import keep_freed_memory
 from fcnlab.training.checks import build, check_config, check_resume_fits, check_scalars
+from fcnlab.training.device import require_device, set_float32_precision
 from fcnlab.training.distributed import use_job_commands_for_ranks
 from fcnlab.training.rundir import (
     lock_run_dir,
@@ -125,6 +126,10 @@ def train(cfg: DictConfig) -> dict:
     torch.set_flush_denormal(True)  # random-init nets on CPU can crawl on denormal floats
     keep_freed_memory()  # large per-step tensors reuse heap memory (fcnlab.training.allocator)
     check_scalars(cfg)
+    # Before any data is generated or backbone pretrained: a GPU run on a machine that cannot give
+    # one stops here, in one line, instead of after minutes of work (or silently on the CPU).
+    require_device(cfg.trainer.get("accelerator"), cfg.trainer.get("devices"))
+    set_float32_precision(cfg.get("float32_matmul_precision", "highest"))
     if cfg.get("torch_threads"):  # sweeps running jobs side by side give each its share of the cores
         torch.set_num_threads(int(cfg.torch_threads))
     L.seed_everything(cfg.seed, workers=True)
@@ -132,6 +137,7 @@ def train(cfg: DictConfig) -> dict:
         ensure_pretrained(cfg)
         return {"variant": "pretrain", "seed": cfg.seed, "status": "ok", "metrics": {}}
     check_config(cfg)
+    check_images_per_update(cfg)
     out_dir = Path(cfg.paths.output_dir)
     if not rank_suffix():  # DDP ranks > 0 run inside rank 0's job and folder
         lock_run_dir(out_dir)
@@ -139,6 +145,27 @@ def train(cfg: DictConfig) -> dict:
         return _train_in(cfg, out_dir, start)
     finally:
         unlock_run_dir(out_dir)
+
+
+def check_images_per_update(cfg: DictConfig) -> None:
+    """``data.images_per_update``: FCNModule steps the optimizer itself, once per that many images
+    (Lightning's accumulation counts batches); what that rules out, one line each."""
+    n = cfg.data.get("images_per_update")
+    if n is None:
+        return
+    key = f"data.images_per_update={n}"
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise FCNLabError(f"{key}: must be a whole number >= 1 (or null: one update a batch)")
+    if (cfg.trainer.get("accumulate_grad_batches") or 1) != 1:
+        raise FCNLabError(f"{key} counts the update's images itself; drop trainer.accumulate_grad_batches")
+    if cfg.trainer.get("gradient_clip_val"):
+        raise FCNLabError(f"{key} steps the optimizer itself, which trainer.gradient_clip_val cannot clip")
+    devices = cfg.trainer.get("devices")
+    if cfg.trainer.get("strategy") not in (None, "auto") or (isinstance(devices, int) and devices > 1):
+        raise FCNLabError(
+            f"{key} trains on one device (its updates hold different numbers of batches, which DDP ranks "
+            "cannot step in lockstep); use trainer=gpu, or data.images_per_update=null with crops"
+        )
 
 
 def _train_in(cfg: DictConfig, out_dir: Path, start: float) -> dict:
@@ -201,6 +228,7 @@ def build_module(cfg: DictConfig):
         input_space=space.as_dict(),
         class_weights=class_weights_option(cfg),
         infer=cfg.get("infer"),
+        images_per_update=cfg.data.get("images_per_update"),
     )
     if not any(p.requires_grad for p in module.model.parameters()):
         raise FCNLabError(f"model.freeze_backbone=true leaves {cfg.model.name} nothing to train")
@@ -251,6 +279,9 @@ def results_record(cfg, module, datamodule, trainer, ckpt_path: str | None, best
         "pretrained": cfg.model.pretrained,
         "input_space": module.input_space.name,
         "infer": module.infer.as_dict(),
+        "device": trainer.strategy.root_device.type,
+        "precision": str(trainer.precision),
+        "float32_matmul_precision": torch.get_float32_matmul_precision(),
         "best_checkpoint": best,
         "epochs": trainer.current_epoch,
         "steps": trainer.global_step,
