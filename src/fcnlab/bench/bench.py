@@ -36,6 +36,7 @@ from fcnlab.errors import FCNLabError
 from fcnlab.models import create_model
 from fcnlab.runinfo import cpu_model, git_sha, versions
 from fcnlab.training.allocator import keep_freed_memory
+from fcnlab.training.device import set_float32_precision
 from fcnlab.training.optim import build_optimizer
 
 PRECISIONS = ("32-true", "32", "bf16-mixed")  # the trainer's; 16-mixed would need a GradScaler step
@@ -70,18 +71,13 @@ def new_row(model: str, geometry: str, size: tuple[int, int], peer: bool, args) 
     spec = dict(impl="torchfcn" if peer else "fcnlab", net=model_kwargs(cfg.model), height=size[0])
     spec.update(width=size[1], optimizer=OmegaConf.to_container(cfg.optimizer, resolve=True))
     spec.update(bias_lr_mult=float(cfg.loss.bias_lr_mult), precision=precision)
+    spec.update(float32_matmul_precision=str(cfg.float32_matmul_precision))
     spec.update({k: getattr(args, k) for k in ("device", "threads", "forward_reps", "train_reps")})
     backbone = "vgg16" if peer else spec["net"]["backbone"]
     row = dict(impl=spec["impl"], model=model, geometry="faithful" if peer else geometry, backbone=backbone)
     row.update(height=size[0], width=size[1], precision=precision, **net_flops(spec), runs=0)
-    return {
-        **row,
-        "forward_times": [],
-        "train_step_times": [],
-        "peak_memory_mib": 0.0,
-        "errors": [],
-        "spec": spec,
-    }
+    row.update(forward_times=[], train_step_times=[], peak_memory_mib=0.0, errors=[], spec=spec)
+    return row
 
 
 def build(spec: dict) -> nn.Module:
@@ -146,6 +142,7 @@ def measure(spec: dict) -> dict:
     device = torch.device(spec["device"])
     torch.set_flush_denormal(True)  # process settings as fcnlab.training.run.train makes them
     keep_freed_memory()
+    set_float32_precision(spec["float32_matmul_precision"])
     if spec["threads"]:
         torch.set_num_threads(spec["threads"])
     from hydra.utils import instantiate
@@ -314,6 +311,7 @@ def run(args) -> dict:
                 group.insert(0, new_row(model, "faithful", size, True, args))
             groups.append(group)
     precision = groups[0][0]["precision"]
+    set_float32_precision(groups[0][0]["spec"]["float32_matmul_precision"])  # the peak's math as the rows'
     peaks = [peak_gflops(args.sizes[0], device, precision)]
     print(f"  peak before the rows: {peaks[0]['gflops']:.0f} GFLOP/s ({peaks[0]['shape']})", flush=True)
     time_rows(groups, args)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -78,8 +80,14 @@ class BilinearUpsample(nn.Module):
         if self.learnable:
             return self.deconv(x)[..., offset : offset + h, offset : offset + w]
         # In float32 even under autocast: these are the scores the loss and the argmax read, and bf16
-        # products would round them to 8 bits of mantissa.
-        with torch.autocast(x.device.type, enabled=False):
+        # products would round them to 8 bits of mantissa. (The meta device, FLOP counting, has no autocast.)
+        device = x.device.type
+        off = (
+            torch.autocast(device, enabled=False)
+            if torch.amp.is_autocast_available(device)
+            else nullcontext()
+        )
+        with off:
             x = x.to(torch.promote_types(x.dtype, torch.float32))
             rows = self._axis_matrix(x.shape[-2], offset, h, x)
             cols = self._axis_matrix(x.shape[-1], offset, w, x)
