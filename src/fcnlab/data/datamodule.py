@@ -245,7 +245,10 @@ class SegmentationDataModule(L.LightningDataModule):
     def grouped(self) -> bool:
         """Whether training batches are cut by image size (whole, unscaled images, batch > 1 or updates)."""
         whole = self.crop_size is None and self.scale_range is None
-        return whole and (self.batch_size > 1 or self.images_per_update is not None)
+        # trainer.overfit_batches swaps the train sampler for a sequential one over single images, which
+        # a sampler of batches cannot take: overfitting pads its batch instead, as crops do.
+        overfit = self.trainer is not None and bool(self.trainer.overfit_batches)
+        return whole and not overfit and (self.batch_size > 1 or self.images_per_update is not None)
 
     def _loader(self, dataset: SegmentationDataset, batch_size: int, train: bool) -> DataLoader:
         workers = self.num_workers
