@@ -9,7 +9,8 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
-from fcnlab.models.vgg import VGGClassifier, fold_batchnorm, vgg16_tiny_spec
+from fcnlab.models.backbone import fold_batchnorm
+from fcnlab.models.vgg import VGGClassifier, vgg16_tiny_spec
 from fcnlab.training.pretrain import _loader, pretrain_backbone
 
 SETTINGS = {"epochs": 2, "batch_size": 8, "lr": 0.02, "num_workers": 1, "seed": 4}

@@ -20,8 +20,8 @@ from omegaconf import OmegaConf, open_dict
 from fcnlab.config import CONF_DIR
 from fcnlab.errors import FCNLabError
 from fcnlab.inference.evaluate import evaluate
-from fcnlab.models import create_model
-from fcnlab.models.vgg import VGGClassifier, backbone_spec, vgg16_tiny_spec
+from fcnlab.models import backbone_spec, create_model
+from fcnlab.models.vgg import VGGClassifier, vgg16_tiny_spec
 from fcnlab.training.run import train
 from fcnlab.wandb_runs import finish_wandb
 

@@ -111,8 +111,7 @@ def _parser() -> _Parser:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The command line; unknown models, backbones or devices end in one line and exit 2."""
-    from fcnlab.models import list_models
-    from fcnlab.models.vgg import BACKBONES
+    from fcnlab.models import list_backbones, list_models
 
     p = _parser()
     args = p.parse_args(argv)
@@ -131,8 +130,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     bad_peers = [m for m in args.peers if m not in PEERS]
     if bad_peers:
         p.error(f"no torchfcn peer for {bad_peers[0]!r} in --peers; valid: {', '.join(PEERS)}")
-    if args.backbone not in BACKBONES:
-        p.error(f"unknown backbone {args.backbone!r}; valid: {', '.join(sorted(BACKBONES))}")
+    if args.backbone not in list_backbones():
+        p.error(f"unknown backbone {args.backbone!r}; valid: {', '.join(list_backbones())}")
     if args.device == "cuda" and not torch.cuda.is_available():
         p.error("--device cuda, but torch sees no CUDA device here")
     if args.quick:

@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from fcnlab.config import rank_suffix
 from fcnlab.errors import FCNLabError
-from fcnlab.models.vgg import backbone_options
+from fcnlab.models import backbone_options
 from fcnlab.runinfo import git_sha, hardware, versions, write_json
 from fcnlab.training.allocator import keep_freed_memory
 from fcnlab.training.checks import build, check_config, check_resume_fits, check_scalars
