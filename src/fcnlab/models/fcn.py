@@ -52,7 +52,8 @@ class SkipFusion(nn.Module):
         d = shift(up_map, skip_map)
         # Crop whichever map starts earlier in the image; the sum lives in the other one's frame.
         self.crop_coarse, self.crop_skip = max(d, 0), max(-d, 0)
-        self.out_map = skip_map if d >= 0 else up_map
+        frame = skip_map if d >= 0 else up_map
+        self.out_map = CoordMap(frame.stride, frame.offset, max(skip_map.rf, up_map.rf))
 
     def forward(self, coarse: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         up = self.upsample(coarse)

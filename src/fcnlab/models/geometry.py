@@ -113,6 +113,16 @@ def out_channels(layer: nn.Module) -> int | None:
     return found
 
 
+def conv_depth(layer: nn.Module) -> int:
+    """Convolutions on the longest path through ``layer`` (an Inception block: its deepest branch):
+    the "conv. layers" of the paper's Table 1 (AlexNet 8, VGG16 16, GoogLeNet 22 with their heads)."""
+    if isinstance(layer, nn.Conv2d):
+        return 1
+    if isinstance(layer, Inception):
+        return max(conv_depth(b) for b in (layer.branch1, layer.branch2, layer.branch3, layer.branch4))
+    return sum(conv_depth(child) for child in layer.children())
+
+
 def set_geometry(features: nn.Sequential, geometry: str) -> None:
     """Set the first conv's padding and every strided pooling of ``features`` for ``geometry``.
 

@@ -186,7 +186,10 @@ def build_module(cfg: DictConfig):
     parent = read_weights(cfg.init_from, "init_from") if cfg.init_from else None
     parent_space = stored_input_space(parent) if parent is not None else None
     space = resolve_input_space(
-        cfg.get("input_space"), cfg.model.pretrained, parent_space["name"] if parent_space else None
+        cfg.get("input_space"),
+        cfg.model.pretrained,
+        parent_space["name"] if parent_space else None,
+        backbone=cfg.model.backbone,
     )
     datamodule = build("data", cfg.data, _convert_="all", input_space=space.name)
     module = FCNModule(
