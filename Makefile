@@ -19,7 +19,7 @@ PEERS  := $(VENV)/.peers-torchfcn-1.9.7
 VOC    ?=
 WEIGHTS ?=
 
-.PHONY: help install peers test test-fast lint reproduce-table2 eval-tta report bench table2-profile verify-voc gpu-check clean
+.PHONY: help install peers test test-fast lint reproduce-table2 reproduce-table1 table1-lr-search eval-tta report bench table2-profile verify-voc gpu-check clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -61,6 +61,28 @@ reproduce-table2: $(STAMP)  ## Table 2 on the embedded default (SEEDS=3 for mean
 	  --note "Wall time of this make run: pretrain $$((t1 - t0)) s, sweep $$((t2 - t1)) s (make reproduce-table2 SEEDS=$(SEEDS); rows finished by an earlier run are skipped, not counted)."; \
 	report=$$?; echo "== report: $$(( $$(date +%s) - t3 )) s; total $$(( $$(date +%s) - t0 )) s"; \
 	exit $$(( sweep || report || tta ))
+
+reproduce-table1: $(STAMP)  ## Table 1 on the embedded default: FCN-32s on each tiny backbone -> results/table1.md (SEEDS=3; run again to resume, FRESH=1 to start over)
+	@set -u; t0=$$(date +%s); \
+	dir=$$($(call PICK_SWEEP,--table table1 $(if $(filter-out 0 no false,$(FRESH)),--fresh))) || exit $$?; \
+	echo "== sweep folder: $$dir (the same command again resumes it; FRESH=1 starts a new one)"; \
+	$(VENV)/bin/fcnlab-train -m --config-name table1 pretrain_only=true "hydra.sweep.dir=$$dir/.pretrain" || exit $$?; \
+	t1=$$(date +%s); echo "== pretrain (data + three backbones): $$((t1 - t0)) s"; \
+	$(VENV)/bin/fcnlab-train -m --config-name table1 "seed=$(SEED_LIST)" "hydra.sweep.dir=$$dir"; sweep=$$?; \
+	t2=$$(date +%s); echo "== sweep (all rows): $$((t2 - t1)) s"; \
+	test -s "$$dir/table1_nets.json" || $(VENV)/bin/fcnlab-models --table1 "$$dir/table1_nets.json" --repeats 5 || exit $$?; \
+	t3=$$(date +%s); echo "== full-size nets (conv layers, parameters, rf, forward ms at 500x500): $$((t3 - t2)) s"; \
+	$(VENV)/bin/fcnlab-report "$$dir" --table1 "$$dir/table1_nets.json" --out results \
+	  --note "Wall time of this make run: pretrain $$((t1 - t0)) s, sweep $$((t2 - t1)) s, nets $$((t3 - t2)) s (make reproduce-table1 SEEDS=$(SEEDS); steps finished by an earlier run are skipped, not counted)."; \
+	report=$$?; echo "== report: $$(( $$(date +%s) - t3 )) s; total $$(( $$(date +%s) - t0 )) s"; \
+	exit $$(( sweep || report ))
+
+table1-lr-search: $(STAMP)  ## Table 1's line search: each tiny backbone's FCN-32s at 4 learning rates -> results/table1_lr_search.md
+	@set -u; dir=$$($(call PICK_SWEEP,--table table1_lr_search $(if $(filter-out 0 no false,$(FRESH)),--fresh))) || exit $$?; \
+	echo "== sweep folder: $$dir (the same command again resumes it; FRESH=1 starts a new one)"; \
+	$(VENV)/bin/fcnlab-train -m --config-name table1 pretrain_only=true "hydra.sweep.dir=$$dir/.pretrain" || exit $$?; \
+	$(VENV)/bin/fcnlab-train -m --config-name table1_lr_search "hydra.sweep.dir=$$dir"; sweep=$$?; \
+	$(VENV)/bin/fcnlab-report "$$dir" --lr-search --out results; report=$$?; exit $$(( sweep || report ))
 
 eval-tta: $(STAMP)  ## ms+flip mean IU of the current sweep (or SWEEP_DIR=...), no retraining [INFER=msflip]
 	@dir=$$($(call PICK_SWEEP,)) || exit $$?; $(VENV)/bin/fcnlab-eval "sweep=$$dir" infer=$(INFER)
