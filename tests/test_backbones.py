@@ -20,7 +20,7 @@ from fcnlab.models import (
     list_models,
     load_staged,
 )
-from fcnlab.models.geometry import GEOMETRIES, CoordMap, walk
+from fcnlab.models.geometry import GEOMETRIES, CeilMaxPool2d, CoordMap, walk
 from fcnlab.models.weights import PRETRAINED_FILES
 
 TINY = [b for b in list_backbones() if b.endswith("_tiny")]
@@ -122,6 +122,17 @@ def test_receptive_field_stride_and_parameters_come_from_the_built_net(backbone,
     out = net.backbone.coord_maps[net.backbone.out]
     assert (out.rf, out.stride, net.output_stride) == (rf, 32, 32)
     assert round(sum(p.numel() for p in net.backbone.parameters()) / 1e6, 2) == parameters
+
+
+@pytest.mark.parametrize(("kernel", "stride"), [(3, 2), (2, 2)])
+def test_ceil_pooling_as_export_runs_it_is_the_same_pooling(kernel, stride):
+    """The padded floor pooling CeilMaxPool2d runs under export gives ceil mode's output, every size."""
+    pool = CeilMaxPool2d(kernel, stride)
+    for n in range(kernel - 1, 40):
+        x = torch.randn(1, 2, n, n + 5)
+        torch.testing.assert_close(
+            pool.padded_floor(x), torch.nn.functional.max_pool2d(x, kernel, stride, ceil_mode=True)
+        )
 
 
 def test_walk_gives_the_papers_googlenet_receptive_field():

@@ -15,6 +15,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import torch
+import torch.nn.functional as F
 from torch import nn
 from torchvision.models.googlenet import BasicConv2d, Inception
 
@@ -123,11 +125,37 @@ def conv_depth(layer: nn.Module) -> int:
     return sum(conv_depth(child) for child in layer.children())
 
 
+class CeilMaxPool2d(nn.MaxPool2d):
+    """Caffe's max pooling: ceil rounding, no padding, a kernel at least the stride (every strided pool
+    of the faithful geometry; VGG's 2×2 ones in both).
+
+    Under export, compile or tracing it pools the input padded at the bottom and right by stride − 1
+    with -inf, in floor rounding: the same windows (each starts inside the input when kernel >= stride)
+    and the same output, but an output size torch.export can reason about; with ``ceil_mode`` its
+    shape checks fail on AlexNet's and GoogLeNet's dynamic height and width.
+    """
+
+    def __init__(self, kernel_size: int, stride: int) -> None:
+        if kernel_size < stride:
+            raise ValueError(f"CeilMaxPool2d needs kernel >= stride, got {kernel_size} and {stride}")
+        super().__init__(kernel_size, stride, ceil_mode=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.compiler.is_compiling() or torch.compiler.is_exporting() or torch.jit.is_tracing():
+            return self.padded_floor(x)
+        return super().forward(x)
+
+    def padded_floor(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.stride
+        return F.max_pool2d(F.pad(x, (0, s - 1, 0, s - 1), value=float("-inf")), self.kernel_size, s)
+
+
 def set_geometry(features: nn.Sequential, geometry: str) -> None:
     """Set the first conv's padding and every strided pooling of ``features`` for ``geometry``.
 
     ``faithful`` is the reference Caffe nets: the first conv padded by 100, so even a 1×1 input leaves
-    a map the fc6 convolution covers, and pooling with Caffe's ceil rounding and no padding.
+    a map the fc6 convolution covers, and pooling with Caffe's ceil rounding and no padding
+    (:class:`CeilMaxPool2d`).
     ``efficient`` pads the first conv by (k−1)/2 and each strided pooling by (k−1)/2 with floor
     rounding (ceil rounding, no padding, where the kernel equals the stride, as VGG's 2×2): a map of n
     pixels becomes ceil(n / stride) at every layer, so any input from 1×1 up works and no pixel far
@@ -138,9 +166,11 @@ def set_geometry(features: nn.Sequential, geometry: str) -> None:
     first = next(m for m in features.modules() if isinstance(m, nn.Conv2d))
     k = _pair(first.kernel_size)
     first.padding = (100, 100) if geometry == "faithful" else ((k - 1) // 2,) * 2
-    for pool in features.children():
+    for name, pool in features.named_children():
         if not isinstance(pool, nn.MaxPool2d) or _pair(pool.stride) == 1:
             continue
         k, s = _pair(pool.kernel_size), _pair(pool.stride)
-        ceil = geometry == "faithful" or k == s
-        pool.ceil_mode, pool.padding = ceil, 0 if ceil else (k - 1) // 2
+        if geometry == "faithful" or k == s:
+            setattr(features, name, CeilMaxPool2d(k, s))
+        else:
+            setattr(features, name, nn.MaxPool2d(k, s, padding=(k - 1) // 2))
