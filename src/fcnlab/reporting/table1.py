@@ -247,7 +247,8 @@ def build_lr_search(sweep_dir: Path, out: Path) -> dict[str, float]:
     lines = [
         "# Table 1 line search: FCN-32s mean IU by learning rate",
         "",
-        f"Sweep `{sweep_dir}` (make table1-lr-search); validation mean IU of each job's best checkpoint.",
+        f"Sweep `{sweep_dir}` (make table1-lr-search), git `{records[0].get('git_sha', '?')}`, "
+        f"{records[0].get('hardware', '?')}; validation mean IU of each job's best checkpoint.",
         "",
         "| backbone | " + " | ".join(f"lr {lr:g}" for lr in lrs) + " | best |",
         "|---|" + "---|" * (len(lrs) + 1),
