@@ -20,6 +20,7 @@ from fcnlab.models import (
     list_models,
     load_staged,
 )
+from fcnlab.models.backbone import count_weights
 from fcnlab.models.geometry import GEOMETRIES, CeilMaxPool2d, CoordMap, walk
 from fcnlab.models.weights import PRETRAINED_FILES
 
@@ -121,7 +122,7 @@ def test_receptive_field_stride_and_parameters_come_from_the_built_net(backbone,
     net = create_model("fcn32s", backbone=backbone)
     out = net.backbone.coord_maps[net.backbone.out]
     assert (out.rf, out.stride, net.output_stride) == (rf, 32, 32)
-    assert round(sum(p.numel() for p in net.backbone.parameters()) / 1e6, 2) == parameters
+    assert round(count_weights(net.backbone) / 1e6, 2) == parameters
 
 
 @pytest.mark.parametrize(("kernel", "stride"), [(3, 2), (2, 2)])
@@ -276,12 +277,24 @@ def test_staged_init_on_every_backbone_adds_a_silent_branch(backbone):
         parent = child
 
 
-def test_googlenet_batchnorm_stays_frozen_in_training():
-    net = create_model("fcn32s", backbone="googlenet_tiny", num_classes=3).train()
-    norms = [m for m in net.modules() if isinstance(m, nn.BatchNorm2d)]
-    assert norms and not any(m.training for m in norms)
-    assert not any(p.requires_grad for m in norms for p in m.parameters())
-    before = [m.running_mean.clone() for m in norms]
-    net(torch.randn(2, 3, 64, 64)).sum().backward()
-    assert all(torch.equal(a, m.running_mean) for a, m in zip(before, norms, strict=True))
-    assert net.training and net.backbone.features.conv1.conv.weight.grad is not None
+def test_googlenet_batchnorm_stays_frozen_in_training(tmp_path):
+    """GoogLeNet's BatchNorms hold the classifier's statistics and weights, in training as in eval."""
+    classifier = backbone_spec("googlenet_tiny").classifier().train()
+    classifier(torch.randn(4, 3, 96, 96) * 3 + 1)  # statistics that are not the initial 0 / 1
+    path = tmp_path / "googlenet_tiny.pth"
+    torch.save(classifier.state_dict(), path)
+    net = create_model("fcn32s", backbone="googlenet_tiny", num_classes=3, pretrained=str(path))
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in net.modules())
+    frozen = net.backbone.features.conv1.bn
+    torch.testing.assert_close(frozen.running_var, classifier.conv1.bn.running_var)
+    assert frozen.eps == classifier.conv1.bn.eps == 1e-3
+    torch.nn.init.normal_(net.score_fr.weight)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        expected = net.eval()(x)
+    trained = net.train()(x)
+    torch.testing.assert_close(trained, expected)  # no batch statistics in training
+    trained.sum().backward()
+    assert torch.equal(frozen.running_var, classifier.conv1.bn.running_var)
+    assert net.backbone.features.conv1.conv.weight.grad is not None
+    assert not any("bn." in name for name, _ in net.named_parameters())

@@ -72,4 +72,5 @@ def test_pretraining_equals_a_plain_loop_and_saves_a_torchvision_layout(backbone
     assert kept == [".tiny.pth.lock", "tiny", "tiny.json", "tiny.pth"]  # no temp file; the lock stays, free
 
     stamp = out.stat().st_mtime_ns
-    assert pretrain_backbone(tiny_data, out, **SETTINGS) == summary and out.stat().st_mtime_ns == stamp
+    assert pretrain_backbone(tiny_data, out, backbone, **SETTINGS) == summary
+    assert out.stat().st_mtime_ns == stamp

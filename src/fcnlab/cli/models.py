@@ -21,6 +21,7 @@ import torch
 from fcnlab.atomic import write_json
 from fcnlab.errors import exit_on_user_error
 from fcnlab.models import create_model, list_backbones, list_models
+from fcnlab.models.backbone import count_weights
 from fcnlab.models.geometry import conv_depth
 from fcnlab.runinfo import cpu_model
 
@@ -54,7 +55,7 @@ def table1_nets(repeats: int, size: int = 500) -> dict:
         rows[backbone] = {
             "forward_ms": round(forward_ms(net, x, repeats), 1),
             "conv_layers": conv_layers(net),
-            "parameters": sum(p.numel() for p in net.parameters()),
+            "parameters": count_weights(net),  # GoogLeNet's frozen BatchNorm weights included
             "rf_size": int(scores.rf),
             "max_stride": int(scores.stride),
         }
@@ -98,7 +99,7 @@ def main(argv: list[str] | None = None) -> None:
             ms, params = [], 0
             for geometry in ("faithful", "efficient"):
                 model = create_model(name, backbone=backbone, geometry=geometry).eval()
-                params = sum(p.numel() for p in model.parameters())
+                params = count_weights(model)
                 ms.append(forward_ms(model, x, args.repeats))
             print(f"{name:<14} {backbone:<15} {params:>12,} {ms[0]:>12.1f} {ms[1]:>13.1f}", flush=True)
 

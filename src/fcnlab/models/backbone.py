@@ -14,6 +14,7 @@ import itertools
 import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
+from torchvision.ops import FrozenBatchNorm2d
 
 from fcnlab.models.geometry import CoordMap, out_channels, set_geometry, walk
 
@@ -25,9 +26,9 @@ class Backbone(nn.Module):
     layer name, e.g. ``{"23": "pool4"}``); ``out`` names the final map, ``fc``'s output. Their
     coordinate maps (``coord_maps``: stride, offset, receptive field) and ``channels`` are walked
     from the layers as built, after :func:`fcnlab.models.geometry.set_geometry` set the paddings.
-    ``skip_layers`` maps a stride (8, 16) to its tap. BatchNorms (GoogLeNet's) stay frozen, running
-    statistics and affine weights alike: an FCN fine-tune's batches (one image, or twenty
-    accumulated) are too few for new statistics.
+    ``skip_layers`` maps a stride (8, 16) to its tap. BatchNorms (GoogLeNet's) become torchvision's
+    ``FrozenBatchNorm2d``, running statistics and affine weights alike, in training too: an FCN
+    fine-tune's batches (one image, or twenty accumulated) are too few for new statistics.
     """
 
     def __init__(
@@ -41,6 +42,7 @@ class Backbone(nn.Module):
     ) -> None:
         super().__init__()
         set_geometry(features, geometry)
+        freeze_batchnorm(features)
         self.spec, self.geometry, self.out = spec, geometry, out
         self.features, self.fc = features, fc
         self._taps = taps
@@ -55,17 +57,6 @@ class Backbone(nn.Module):
         if missing := set(taps.values()) - set(self.coord_maps):
             raise ValueError(f"taps {sorted(missing)} are not children of features")
         self.skip_layers = {int(self.coord_maps[t].stride): t for t in taps.values()}
-        for bn in self.modules():
-            if isinstance(bn, nn.BatchNorm2d):
-                bn.requires_grad_(False)
-        self.train()
-
-    def train(self, mode: bool = True) -> Backbone:
-        super().train(mode)
-        for bn in self.modules():
-            if isinstance(bn, nn.BatchNorm2d):
-                bn.eval()
-        return self
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         eager = not (torch.compiler.is_compiling() or torch.jit.is_tracing())
@@ -80,6 +71,25 @@ class Backbone(nn.Module):
                 out[self._taps[name]] = x
         out[self.out] = self.fc(x)
         return out
+
+
+@torch.no_grad()
+def freeze_batchnorm(module: nn.Module) -> None:
+    """Replace every ``BatchNorm2d`` below ``module`` by a ``FrozenBatchNorm2d`` holding its numbers."""
+    for name, child in module.named_children():
+        if isinstance(child, nn.BatchNorm2d):
+            frozen = FrozenBatchNorm2d(child.num_features, child.eps)
+            for key in ("weight", "bias", "running_mean", "running_var"):
+                getattr(frozen, key).copy_(getattr(child, key))
+            setattr(module, name, frozen)
+        else:
+            freeze_batchnorm(child)
+
+
+def count_weights(module: nn.Module) -> int:
+    """Weights as torchvision counts a classifier's: the parameters and frozen BatchNorms' affine weights."""
+    frozen = [m for m in module.modules() if isinstance(m, FrozenBatchNorm2d)]
+    return sum(p.numel() for p in module.parameters()) + sum(2 * m.weight.numel() for m in frozen)
 
 
 def init_classifier_weights(model: nn.Module, hidden: list[nn.Linear]) -> None:
@@ -111,9 +121,9 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
     Each BatchNorm the option added after a conv is folded into that conv's weight and bias
     (``torch.nn.utils.fusion.fuse_conv_bn_eval``), which keeps the family's exact topology and
     torchvision's plain layout for a net that needed BatchNorm to train. A layout with BatchNorms of
-    its own (GoogLeNet) has nothing to fold and is copied as it is.
+    its own (GoogLeNet) has nothing to fold and is copied as it is. Returned in eval mode.
     """
-    plain = model.spec.classifier(model.num_classes, batch_norm=False)
+    plain = model.spec.classifier(model.num_classes, batch_norm=False).eval()
     if plain.state_dict().keys() == model.state_dict().keys():
         plain.load_state_dict(model.state_dict())
         return plain

@@ -107,7 +107,6 @@ class FCN(nn.Module):
         kernel = upsampling_kernel(score_map, self.output_stride, CoordMap())
         self.upscore = BilinearUpsample(num_classes, self.output_stride, False, kernel)
         out_map = score_map.deconv(kernel, self.output_stride)
-        self.score_map = score_map  # stride, offset and receptive field of the scores upsampled
         self.crop = shift(out_map, CoordMap())
         if self.crop < 0:
             raise ValueError(f"{name}: output starts {-self.crop} px inside the image; geometry is broken")

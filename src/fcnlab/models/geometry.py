@@ -19,11 +19,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torchvision.models.googlenet import BasicConv2d, Inception
+from torchvision.ops import FrozenBatchNorm2d
 
 GEOMETRIES = ("faithful", "efficient")
 
 # Layers that keep a map as it is (per-pixel arithmetic) and containers run in order.
-_POINTWISE = (nn.ReLU, nn.BatchNorm2d, nn.Dropout, nn.Identity, nn.LocalResponseNorm)
+_POINTWISE = (nn.ReLU, nn.BatchNorm2d, FrozenBatchNorm2d, nn.Dropout, nn.Identity, nn.LocalResponseNorm)
 _IN_ORDER = (nn.Sequential, BasicConv2d)
 
 

@@ -219,7 +219,7 @@ def build_table1(
     ]
     if failed := [r for r in rows if r["status"] != "ok"]:
         lines += ["", "## Failed rows", *(f"- {r['backbone']}: {r['status']}" for r in failed)]
-    lines += [*(extra_lines or []), ""]
+    lines += ["", *(extra_lines or []), ""]
     if skipped is None:
         lines += ["## Predictions (best checkpoint of each net, same validation images)", ""]
         lines += ["![table1_predictions.png](table1_predictions.png)", ""]
