@@ -220,7 +220,9 @@ def test_table1_preset_on_every_backbone_at_voc_size(voc_size_data, torch_home, 
         ("googlenet", "googlenet", 5e-5),
     ]:
         job = sweep / f"{backbone}_seed0"
-        results = assert_finished_at(job, 2, "imagenet")
+        results = json.loads((job / "results.json").read_text())
+        assert results["status"] == "ok" and results["steps"] == 2 and results["pretrained"] == "imagenet"
+        assert checkpoint(job / "checkpoints" / "best.ckpt")["global_step"] in (1, 2)  # best of 2 epochs
         assert results["variant"] == backbone and results["protocol"] == "voc2011"
         assert (job / "splits" / "train.txt").read_text().split() == (voc / "train.txt").read_text().split()
         assert (job / "splits" / "val.txt").read_text().split() == (voc / "val.txt").read_text().split()
@@ -230,5 +232,6 @@ def test_table1_preset_on_every_backbone_at_voc_size(voc_size_data, torch_home, 
         assert config["optimizer"]["lr"] == lr and ckpt["hyper_parameters"]["input_space"]["name"] == space
         first = torch.load(hub / files[backbone], weights_only=True)[FIRST_CONV[backbone]]
         key = "features." + FIRST_CONV[backbone].removeprefix("features.")
-        moved = (ckpt["state_dict"][f"model.backbone.{key}"] - first).abs().max()
+        last = checkpoint(job / "checkpoints" / "last.ckpt")["state_dict"][f"model.backbone.{key}"]
+        moved = (last - first).abs().max()  # the first step's backbone gradient is 0 (score_fr starts at 0)
         assert 0 < moved < 0.1, backbone  # started from the file's weights and took real steps
