@@ -11,6 +11,9 @@ FRESH  ?=
 RUNS_DIR ?= results/runs
 PICK_SWEEP = $(if $(SWEEP_DIR),echo "$(SWEEP_DIR)",$(VENV)/bin/fcnlab-report --pick-sweep --seeds $(SEEDS) --runs-dir "$(RUNS_DIR)" $(1))
 TTA    ?= 0
+# Table 1's backbones pretrained one after another on all cores, as reproduce-table2's is: the thread
+# count changes a pretrained net's last bits, and vgg16_tiny's file is shared by both tables.
+TABLE1_PRETRAIN := hydra.launcher.n_jobs=1 torch_threads=null
 INFER  ?= msflip
 SEED_LIST := $(shell seq -s, 0 $$(( $(SEEDS) - 1 )))
 # torchfcn 1.9.7, the peer implementation: make test compares fcnlab with it on the same weights
@@ -66,7 +69,7 @@ reproduce-table1: $(STAMP)  ## Table 1 on the embedded default: FCN-32s on each 
 	@set -u; t0=$$(date +%s); \
 	dir=$$($(call PICK_SWEEP,--table table1 $(if $(filter-out 0 no false,$(FRESH)),--fresh))) || exit $$?; \
 	echo "== sweep folder: $$dir (the same command again resumes it; FRESH=1 starts a new one)"; \
-	$(VENV)/bin/fcnlab-train -m --config-name table1 pretrain_only=true "hydra.sweep.dir=$$dir/.pretrain" || exit $$?; \
+	$(VENV)/bin/fcnlab-train -m --config-name table1 pretrain_only=true $(TABLE1_PRETRAIN) "hydra.sweep.dir=$$dir/.pretrain" || exit $$?; \
 	t1=$$(date +%s); echo "== pretrain (data + three backbones): $$((t1 - t0)) s"; \
 	$(VENV)/bin/fcnlab-train -m --config-name table1 "seed=$(SEED_LIST)" "hydra.sweep.dir=$$dir"; sweep=$$?; \
 	t2=$$(date +%s); echo "== sweep (all rows): $$((t2 - t1)) s"; \
@@ -80,7 +83,7 @@ reproduce-table1: $(STAMP)  ## Table 1 on the embedded default: FCN-32s on each 
 table1-lr-search: $(STAMP)  ## Table 1's line search: each tiny backbone's FCN-32s at 4 learning rates -> results/table1_lr_search.md
 	@set -u; dir=$$($(call PICK_SWEEP,--table table1_lr_search $(if $(filter-out 0 no false,$(FRESH)),--fresh))) || exit $$?; \
 	echo "== sweep folder: $$dir (the same command again resumes it; FRESH=1 starts a new one)"; \
-	$(VENV)/bin/fcnlab-train -m --config-name table1 pretrain_only=true "hydra.sweep.dir=$$dir/.pretrain" || exit $$?; \
+	$(VENV)/bin/fcnlab-train -m --config-name table1 pretrain_only=true $(TABLE1_PRETRAIN) "hydra.sweep.dir=$$dir/.pretrain" || exit $$?; \
 	$(VENV)/bin/fcnlab-train -m --config-name table1_lr_search "hydra.sweep.dir=$$dir"; sweep=$$?; \
 	$(VENV)/bin/fcnlab-report "$$dir" --lr-search --out results; report=$$?; exit $$(( sweep || report ))
 
