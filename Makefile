@@ -11,6 +11,9 @@ FRESH  ?=
 RUNS_DIR ?= results/runs
 PICK_SWEEP = $(if $(SWEEP_DIR),echo "$(SWEEP_DIR)",$(VENV)/bin/fcnlab-report --pick-sweep --seeds $(SEEDS) --runs-dir "$(RUNS_DIR)" $(1))
 TTA    ?= 0
+# Table 1's backbones pretrained one after another on all cores, as reproduce-table2's is: the thread
+# count changes a pretrained net's last bits, and vgg16_tiny's file is shared by both tables.
+TABLE1_PRETRAIN := hydra.launcher.n_jobs=1 torch_threads=null
 INFER  ?= msflip
 SEED_LIST := $(shell seq -s, 0 $$(( $(SEEDS) - 1 )))
 # torchfcn 1.9.7, the peer implementation: make test compares fcnlab with it on the same weights
@@ -20,7 +23,7 @@ VOC    ?=
 WEIGHTS ?=
 PROFILE_MODEL ?= fcn32s
 
-.PHONY: help install peers test test-fast lint reproduce-table2 eval-tta report bench table2-profile verify-voc gpu-check clean
+.PHONY: help install peers test test-fast lint reproduce-table2 reproduce-table1 table1-lr-search eval-tta report bench table2-profile verify-voc gpu-check clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -62,6 +65,28 @@ reproduce-table2: $(STAMP)  ## Table 2 on the embedded default (SEEDS=3 for mean
 	  --note "Wall time of this make run: pretrain $$((t1 - t0)) s, sweep $$((t2 - t1)) s (make reproduce-table2 SEEDS=$(SEEDS); rows finished by an earlier run are skipped, not counted)."; \
 	report=$$?; echo "== report: $$(( $$(date +%s) - t3 )) s; total $$(( $$(date +%s) - t0 )) s"; \
 	exit $$(( sweep || report || tta ))
+
+reproduce-table1: $(STAMP)  ## Table 1 on the embedded default: FCN-32s on each tiny backbone -> results/table1.md (SEEDS=3; run again to resume, FRESH=1 to start over)
+	@set -u; t0=$$(date +%s); \
+	dir=$$($(call PICK_SWEEP,--table table1 $(if $(filter-out 0 no false,$(FRESH)),--fresh))) || exit $$?; \
+	echo "== sweep folder: $$dir (the same command again resumes it; FRESH=1 starts a new one)"; \
+	$(VENV)/bin/fcnlab-train -m --config-name table1 pretrain_only=true $(TABLE1_PRETRAIN) "hydra.sweep.dir=$$dir/.pretrain" || exit $$?; \
+	t1=$$(date +%s); echo "== pretrain (data + three backbones): $$((t1 - t0)) s"; \
+	$(VENV)/bin/fcnlab-train -m --config-name table1 "seed=$(SEED_LIST)" "hydra.sweep.dir=$$dir"; sweep=$$?; \
+	t2=$$(date +%s); echo "== sweep (all rows): $$((t2 - t1)) s"; \
+	test -s "$$dir/table1_nets.json" || $(VENV)/bin/fcnlab-models --table1 "$$dir/table1_nets.json" --repeats 5 || exit $$?; \
+	t3=$$(date +%s); echo "== full-size nets (conv layers, parameters, rf, forward ms at 500x500): $$((t3 - t2)) s"; \
+	$(VENV)/bin/fcnlab-report "$$dir" --table1 "$$dir/table1_nets.json" --out results \
+	  --note "Wall time of this make run: pretrain $$((t1 - t0)) s, sweep $$((t2 - t1)) s, nets $$((t3 - t2)) s (make reproduce-table1 SEEDS=$(SEEDS); steps finished by an earlier run are skipped, not counted)."; \
+	report=$$?; echo "== report: $$(( $$(date +%s) - t3 )) s; total $$(( $$(date +%s) - t0 )) s"; \
+	exit $$(( sweep || report ))
+
+table1-lr-search: $(STAMP)  ## Table 1's line search: each tiny backbone's FCN-32s at 4 learning rates -> results/table1_lr_search.md
+	@set -u; dir=$$($(call PICK_SWEEP,--table table1_lr_search $(if $(filter-out 0 no false,$(FRESH)),--fresh))) || exit $$?; \
+	echo "== sweep folder: $$dir (the same command again resumes it; FRESH=1 starts a new one)"; \
+	$(VENV)/bin/fcnlab-train -m --config-name table1 pretrain_only=true $(TABLE1_PRETRAIN) "hydra.sweep.dir=$$dir/.pretrain" || exit $$?; \
+	$(VENV)/bin/fcnlab-train -m --config-name table1_lr_search "hydra.sweep.dir=$$dir"; sweep=$$?; \
+	$(VENV)/bin/fcnlab-report "$$dir" --lr-search --out results; report=$$?; exit $$(( sweep || report ))
 
 eval-tta: $(STAMP)  ## ms+flip mean IU of the current sweep (or SWEEP_DIR=...), no retraining [INFER=msflip]
 	@dir=$$($(call PICK_SWEEP,)) || exit $$?; $(VENV)/bin/fcnlab-eval "sweep=$$dir" infer=$(INFER)

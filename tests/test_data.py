@@ -219,9 +219,9 @@ def test_input_spaces_map_a_known_pixel_to_the_expected_values():
 
 @pytest.mark.parametrize("space", sorted(INPUT_SPACES))
 def test_crop_padding_is_the_mean_pixel_in_each_space(space):
-    # A mid-grey 20x30 image cropped to 48: the padding must be 0 after normalisation (the mean
-    # pixel), not black; masks pad with void.
-    image = torch.full((3, 20, 30), 128, dtype=torch.uint8)
+    # A light-grey 20x30 image cropped to 48: the padding must be 0 after normalisation (the mean
+    # pixel), not black; masks pad with void. (Mid-grey is the googlenet space's mean pixel.)
+    image = torch.full((3, 20, 30), 200, dtype=torch.uint8)
     labels = torch.ones(20, 30, dtype=torch.uint8)
     tf = train_transform(crop_size=48, scale_range=(0.9, 1.1), hflip=True, input_space=space)
     torch.manual_seed(0)

@@ -10,20 +10,16 @@ import torchvision
 from fcnlab.errors import FCNLabError
 from fcnlab.models import (
     BilinearUpsample,
+    backbone_options,
+    backbone_spec,
     bilinear_kernel,
     convolutionalize,
     create_model,
     list_models,
     load_staged,
 )
-from fcnlab.models.vgg import (
-    VGGClassifier,
-    VGGSpec,
-    backbone_options,
-    backbone_spec,
-    fold_batchnorm,
-    vgg16_tiny_spec,
-)
+from fcnlab.models.backbone import fold_batchnorm
+from fcnlab.models.vgg import VGGClassifier, VGGSpec, vgg16_tiny_spec
 
 GEOMETRIES = ("faithful", "efficient")
 SIZES = [(1, 1), (2, 3), (17, 31), (97, 53), (375, 500), (224, 224)]

@@ -1,4 +1,5 @@
-"""Backbone pretraining through Lightning: the same numbers as a plain loop, a torchvision-layout file."""
+"""Backbone pretraining through Lightning, for every tiny backbone: the same numbers as a plain loop, a
+torchvision-layout file."""
 
 from __future__ import annotations
 
@@ -6,23 +7,27 @@ import json
 from pathlib import Path
 
 import lightning as L
+import pytest
 import torch
 import torch.nn.functional as F
 
-from fcnlab.models.vgg import VGGClassifier, fold_batchnorm, vgg16_tiny_spec
+from fcnlab.models import backbone_spec, create_model, list_backbones
+from fcnlab.models.backbone import fold_batchnorm
 from fcnlab.training.pretrain import _loader, pretrain_backbone
 
 SETTINGS = {"epochs": 2, "batch_size": 8, "lr": 0.02, "num_workers": 1, "seed": 4}
 
 
-def plain_loop(data_root: str) -> tuple[dict, float]:
+def plain_loop(data_root: str, backbone: str) -> tuple[dict, float]:
     """The pretraining written as a bare loop: folded weights and val accuracy to compare against."""
     torch.manual_seed(SETTINGS["seed"])
     root = Path(data_root) / "classification"
     train = _loader(root / "train", True, SETTINGS["batch_size"], SETTINGS["num_workers"], SETTINGS["seed"])
     val = _loader(root / "val", False, 100, 0, SETTINGS["seed"])
-    model = VGGClassifier(vgg16_tiny_spec(), len(train.dataset.classes), batch_norm=True)
-    model = model.to(memory_format=torch.channels_last)  # as pretrain_backbone runs the tiny net (NHWC)
+    spec = backbone_spec(backbone)
+    model = spec.classifier(len(train.dataset.classes), batch_norm=True)
+    if spec.nhwc_weights:  # as pretrain_backbone runs vgg16_tiny (NHWC)
+        model = model.to(memory_format=torch.channels_last)
     lr, steps = SETTINGS["lr"], SETTINGS["epochs"] * len(train)
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4, nesterov=True)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps, pct_start=0.15)
@@ -40,17 +45,23 @@ def plain_loop(data_root: str) -> tuple[dict, float]:
     return plain.state_dict(), sum(hits) / len(val.dataset)
 
 
-def test_pretraining_equals_a_plain_loop_and_saves_a_torchvision_layout(tiny_data, tmp_path):
+@pytest.mark.parametrize("backbone", [b for b in list_backbones() if b.endswith("_tiny")])
+def test_pretraining_equals_a_plain_loop_and_saves_a_torchvision_layout(backbone, tiny_data, tmp_path):
     L.seed_everything(0, workers=True)  # as fcnlab-train does first: Lightning must not re-seed workers
     out = tmp_path / "pretrained" / "tiny.pth"
-    summary = pretrain_backbone(tiny_data, out, **SETTINGS)
-    expected, accuracy = plain_loop(tiny_data)
+    summary = pretrain_backbone(tiny_data, out, backbone, **SETTINGS)
+    expected, accuracy = plain_loop(tiny_data, backbone)
 
     saved = torch.load(out, weights_only=True)
     assert list(saved) == list(expected) and all(torch.equal(saved[k], expected[k]) for k in expected)
     assert summary["val_accuracy"] == accuracy  # torchmetrics' accuracy, the exact fraction
     assert json.loads(out.with_suffix(".json").read_text()) == summary
-    VGGClassifier(vgg16_tiny_spec(), len(summary["classes"])).load_state_dict(saved)  # strict: plain VGG16
+    backbone_spec(backbone).classifier(len(summary["classes"])).load_state_dict(saved)  # strict: its layout
+    # BatchNorm folded away, except GoogLeNet's own (part of torchvision's layout)
+    assert any(k.endswith("running_mean") for k in saved) == (backbone == "googlenet_tiny")
+    net = create_model("fcn32s", backbone=backbone, pretrained=str(out))  # loads as the FCN's backbone
+    first_conv = next(m for m in net.backbone.features.modules() if isinstance(m, torch.nn.Conv2d))
+    assert torch.equal(first_conv.weight, next(iter(saved.values())))
 
     run = tmp_path / "pretrained" / "tiny"
     rows = (run / "metrics.csv").read_text().splitlines()
@@ -61,4 +72,5 @@ def test_pretraining_equals_a_plain_loop_and_saves_a_torchvision_layout(tiny_dat
     assert kept == [".tiny.pth.lock", "tiny", "tiny.json", "tiny.pth"]  # no temp file; the lock stays, free
 
     stamp = out.stat().st_mtime_ns
-    assert pretrain_backbone(tiny_data, out, **SETTINGS) == summary and out.stat().st_mtime_ns == stamp
+    assert pretrain_backbone(tiny_data, out, backbone, **SETTINGS) == summary
+    assert out.stat().st_mtime_ns == stamp

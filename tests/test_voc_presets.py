@@ -1,10 +1,11 @@
-"""The real-data presets run end to end at VOC sizes: full VGG16, ImageNet-layout weights, staged sweep.
+"""The real-data presets run end to end at VOC sizes: full-size backbones, ImageNet-layout weights.
 
 A generated VOC2011 + SBD tree with images of VOC's sizes (333-500 px a side) stands in for the real
-data, and a randomly initialised VGG16 state dict saved under the real file name in ``$TORCH_HOME``
-for the ImageNet weights, so ``experiment=table2_voc_heavy`` and ``experiment=table2_voc`` run
-exactly as a user's would, only for two optimizer steps. Each VGG16 checkpoint is ~1 GB (weights and
-momentum): every test deletes its checkpoints when done.
+data, and randomly initialised torchvision state dicts (VGG16, AlexNet, GoogLeNet) saved under the real
+file names in ``$TORCH_HOME`` for the ImageNet weights, so ``experiment=table2_voc_heavy``,
+``experiment=table2_voc`` and ``experiment=table1_voc`` run exactly as a user's would, only for two
+optimizer steps. Each VGG16 checkpoint is ~1 GB (weights and momentum): every test deletes its
+checkpoints when done.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ pytestmark = pytest.mark.slow
 # model.pretrained -> the file it is read from in $TORCH_HOME/hub/checkpoints (torchvision key names).
 PRETRAINED_FILES = {"imagenet": "vgg16-397923af.pth", "imagenet_caffe": "vgg16_from_caffe.pth"}
 INPUT_SPACE = {"imagenet": "torchvision", "imagenet_caffe": "caffe"}  # implied by the weights
+# Table 1's other backbones: torchvision's file names, and each one's first conv in the file.
+TABLE1_FILES = {"alexnet": "alexnet-owt-7be5be79.pth", "googlenet": "googlenet-1378be20.pth"}
+FIRST_CONV = {"vgg16": "features.0.weight", "alexnet": "features.0.weight", "googlenet": "conv1.conv.weight"}
 
 VOC_SIZE_DATA = SyntheticConfig(
     seed=11,
@@ -61,6 +65,11 @@ def torch_home(tmp_path_factory):
     torch.save(state, first)
     for path in others:
         os.link(first, path)
+    torch.save(torchvision.models.alexnet().state_dict(), hub / TABLE1_FILES["alexnet"])
+    googlenet = torchvision.models.googlenet(weights=None, aux_logits=True, init_weights=True)
+    torch.save(
+        googlenet.state_dict(), hub / TABLE1_FILES["googlenet"]
+    )  # with its aux heads, as torchvision's
     yield home, state[CHECKED_LAYER]
     for path in hub.iterdir():
         path.unlink()
@@ -75,7 +84,7 @@ def run_dir(tmp_path):
 
 
 def fcnlab_train(
-    torch_home: Path, cwd: Path, *args: str, multirun: bool = False
+    torch_home: Path, cwd: Path, *args: str, multirun: bool = False, config: str = "table2"
 ) -> subprocess.CompletedProcess:
     mode = ["-m"] if multirun else []
     cmd = [
@@ -84,7 +93,7 @@ def fcnlab_train(
         "fcnlab.cli.train",
         *mode,
         "--config-name",
-        "table2",
+        config,
         f"paths.root_dir={cwd}",
         *args,
     ]
@@ -179,3 +188,54 @@ def test_paper_preset_with_gradient_accumulation_at_voc_size(pretrained, voc_siz
     assert ckpt["hyper_parameters"]["input_space"]["name"] == INPUT_SPACE[pretrained]
     moved = (ckpt["state_dict"][f"model.backbone.{CHECKED_LAYER}"] - imagenet_conv5_3).abs().max()
     assert 0 < moved < 1e-2  # started from the file's weights and took real steps (lr 1e-4)
+
+
+def test_table1_preset_on_every_backbone_at_voc_size(voc_size_data, torch_home, run_dir):
+    """Table 1's protocol (VOC2011 train -> val) on AlexNet, VGG16 and GoogLeNet from torchvision's files,
+    each at the paper's learning rate and in its weights' input space, as one multirun."""
+    home, _ = torch_home
+    sweep = run_dir / "sweep"
+    proc = fcnlab_train(
+        home,
+        run_dir,
+        "experiment=table1_voc",
+        "model.backbone=alexnet,vgg16,googlenet",
+        f"hydra.sweep.dir={sweep}",
+        f"data.root={voc_size_data}",
+        "data.num_workers=0",
+        "stage_epochs=2",  # VOC2011 train holds one image here: two epochs, two updates
+        "trainer.accumulate_grad_batches=1",
+        "trainer.enable_progress_bar=false",
+        multirun=True,
+        config="table1",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == [
+        "alexnet_seed0",
+        "googlenet_seed0",
+        "vgg16_seed0",
+    ]
+    voc = Path(voc_size_data) / "VOCdevkit" / "VOC2011" / "ImageSets" / "Segmentation"
+    hub = home / "hub" / "checkpoints"
+    files = {"vgg16": PRETRAINED_FILES["imagenet"], **TABLE1_FILES}
+    for backbone, space, lr in [
+        ("alexnet", "torchvision", 1e-3),
+        ("vgg16", "torchvision", 1e-4),
+        ("googlenet", "googlenet", 5e-5),
+    ]:
+        job = sweep / f"{backbone}_seed0"
+        results = json.loads((job / "results.json").read_text())
+        assert results["status"] == "ok" and results["steps"] == 2 and results["pretrained"] == "imagenet"
+        assert checkpoint(job / "checkpoints" / "best.ckpt")["global_step"] in (1, 2)  # best of 2 epochs
+        assert results["variant"] == backbone and results["protocol"] == "voc2011"
+        assert (job / "splits" / "train.txt").read_text().split() == (voc / "train.txt").read_text().split()
+        assert (job / "splits" / "val.txt").read_text().split() == (voc / "val.txt").read_text().split()
+        ckpt = checkpoint(job / "checkpoints" / "best.ckpt")
+        config = ckpt["fcnlab"]["config"]
+        assert config["model"]["backbone"] == backbone and config["model"]["geometry"] == "faithful"
+        assert config["optimizer"]["lr"] == lr and ckpt["hyper_parameters"]["input_space"]["name"] == space
+        first = torch.load(hub / files[backbone], weights_only=True)[FIRST_CONV[backbone]]
+        key = "features." + FIRST_CONV[backbone].removeprefix("features.")
+        last = checkpoint(job / "checkpoints" / "last.ckpt")["state_dict"][f"model.backbone.{key}"]
+        moved = (last - first).abs().max()  # the first step's backbone gradient is 0 (score_fr starts at 0)
+        assert 0 < moved < 0.1, backbone  # started from the file's weights and took real steps

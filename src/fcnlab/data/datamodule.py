@@ -18,7 +18,7 @@ from fcnlab.data.input_space import InputSpace, get_input_space
 from fcnlab.data.loading import load_sample, unreadable_image
 from fcnlab.data.sampling import EpochSampler, ShardSampler, SizeGroupedBatches
 from fcnlab.data.transforms import eval_transform, pad_collate, train_transform
-from fcnlab.data.voc import Sample, protocol_samples
+from fcnlab.data.voc import SPLIT_NAMES, Sample, protocol_samples
 from fcnlab.errors import FCNLabError
 
 
@@ -200,9 +200,7 @@ class SegmentationDataModule(L.LightningDataModule):
 
     def split_names(self) -> dict[str, str]:
         """The file names (without .txt) the train and val id lists get in ``split_dir``."""
-        if self.protocol == "seg11valid":
-            return {"train": "sbd_train", "val": "seg11valid"}
-        return {"train": "train_aug", "val": "val"}
+        return SPLIT_NAMES[self.protocol]
 
     def setup(self, stage: str | None = None) -> None:
         if self.val_set is not None:

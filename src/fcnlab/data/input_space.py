@@ -1,8 +1,10 @@
 """Input spaces: how an RGB uint8 image becomes the float tensor a given set of weights expects.
 
-``torchvision``: RGB, divided by 255, then ImageNet mean/std (torchvision's VGG16 and our tiny
-pretraining). ``caffe``: BGR, 0–255, the ILSVRC mean pixel (BGR order) subtracted, no std (the
-Caffe VGG16 and every net of the FCN reference release, so also torchfcn's converted files).
+``torchvision``: RGB, divided by 255, then ImageNet mean/std (torchvision's VGG16 and AlexNet, and
+our tiny pretraining). ``caffe``: BGR, 0–255, the ILSVRC mean pixel (BGR order) subtracted, no std
+(the Caffe VGG16 and every net of the FCN reference release, so also torchfcn's converted files).
+``googlenet``: RGB, divided by 255, then mapped to [-1, 1] (mean 0.5, std 0.5): torchvision's
+GoogLeNet weights, ported from TensorFlow, which torchvision feeds through ``transform_input``.
 
 The space belongs to the weights: it is stored in every checkpoint (``FCNModule`` hyperparameters)
 and read back from there by evaluation, prediction and export, so a net is never fed another input.
@@ -62,8 +64,11 @@ class InputSpace:
 INPUT_SPACES = {
     "torchvision": InputSpace("torchvision", "RGB", 1 / 255, IMAGENET_MEAN, IMAGENET_STD),
     "caffe": InputSpace("caffe", "BGR", 1.0, CAFFE_MEAN_BGR, (1.0, 1.0, 1.0)),
+    "googlenet": InputSpace("googlenet", "RGB", 1 / 255, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
 }
 CHOICES = ("auto", *INPUT_SPACES)
+# The space of ``model.pretrained=imagenet`` (torchvision's file) where it is not torchvision's own.
+IMAGENET_SPACES = {"googlenet": "googlenet"}
 
 
 def get_input_space(space: str | dict | InputSpace | None) -> InputSpace:
@@ -86,12 +91,13 @@ def get_input_space(space: str | dict | InputSpace | None) -> InputSpace:
 
 
 def resolve_input_space(
-    setting: str | None, pretrained: object, weights_space: str | None = None
+    setting: str | None, pretrained: object, weights_space: str | None = None, backbone: str | None = None
 ) -> InputSpace:
-    """``input_space`` (auto | torchvision | caffe) → the space, implied by the weights for ``auto``.
+    """``input_space`` (auto or a name in INPUT_SPACES) → the space, implied by the weights for ``auto``.
 
     ``weights_space`` is the space of an ``init_from`` net (stored in its checkpoint; caffe for an
-    imported torchfcn net). ``pretrained=imagenet_caffe`` implies caffe; anything else torchvision.
+    imported torchfcn net). ``pretrained=imagenet_caffe`` implies caffe; ``imagenet`` the space of
+    ``backbone``'s torchvision file (googlenet for GoogLeNet's); anything else torchvision.
     An explicit setting that contradicts the weights is refused: the net would see the wrong input.
     """
     setting = "auto" if setting in (None, "", "null") else str(setting)
@@ -103,7 +109,8 @@ def resolve_input_space(
     elif str(pretrained) == "imagenet_caffe":
         implied, source = "caffe", "model.pretrained=imagenet_caffe"
     elif str(pretrained) == "imagenet":
-        implied, source = "torchvision", "model.pretrained=imagenet"
+        implied = IMAGENET_SPACES.get(str(backbone), "torchvision")
+        source = "model.pretrained=imagenet" + (f" ({backbone})" if backbone in IMAGENET_SPACES else "")
     if setting == "auto":
         return INPUT_SPACES[implied or "torchvision"]
     if implied is not None and implied != setting:

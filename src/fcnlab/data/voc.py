@@ -33,7 +33,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-PROTOCOLS = ("seg11valid", "voc2012_aug")
+PROTOCOLS = ("seg11valid", "voc2011", "voc2012_aug")
+# The file names (without .txt) each protocol's train and val id lists get in a run's split_dir.
+SPLIT_NAMES = {
+    "seg11valid": {"train": "sbd_train", "val": "seg11valid"},
+    "voc2011": {"train": "train", "val": "val"},
+    "voc2012_aug": {"train": "train_aug", "val": "val"},
+}
 
 EXPECTED_LAYOUT = (
     "expected {root}/VOCdevkit/VOC2011/{{JPEGImages,SegmentationClass,ImageSets/Segmentation}} "
@@ -138,7 +144,7 @@ def compare_with_official_seg11valid(root: Path, ids: list[str]) -> None:
     )
 
 
-def _require(root: Path, year: str) -> tuple[Path, Path]:
+def _require(root: Path, year: str, need_sbd: bool = True) -> tuple[Path, Path | None]:
     if not root.is_dir():
         what = "is a file, not a folder (extract archives first)" if root.exists() else "does not exist"
         raise FCNLabError(
@@ -146,7 +152,7 @@ def _require(root: Path, year: str) -> tuple[Path, Path]:
             "set data.root=/path/to/that/folder"
         )
     voc, sbd = voc_dir(root, year), sbd_dir(root)
-    if voc is None or sbd is None:
+    if voc is None or (sbd is None and need_sbd):
         what = f"VOCdevkit/VOC{year}" if voc is None else "benchmark_RELEASE/dataset"
         raise FCNLabError(
             f"data.root={root} has no {what}; {EXPECTED_LAYOUT.format(root=root)}; "
@@ -159,6 +165,8 @@ def protocol_samples(root: str | Path, protocol: str) -> tuple[list[Sample], lis
     """(train, val, split ids) of an evaluation protocol; every listed file must exist.
 
     ``seg11valid``: train on SBD train (8,498), validate on seg11valid (736), as the paper's Table 2.
+    ``voc2011``: train on VOC2011 train (1,112), validate on VOC2011 val (1,111), as the paper's
+    Table 1 (no SBD needed).
     ``voc2012_aug``: train on SBD train+val and VOC2012 train minus VOC2012 val (10,582), validate on
     VOC2012 val (1,449), the protocol most later work reports.
     """
@@ -173,6 +181,10 @@ def protocol_samples(root: str | Path, protocol: str) -> tuple[list[Sample], lis
         compare_with_official_seg11valid(root, val_ids)
         train = sbd_samples(sbd, read_ids(sbd / "train.txt"))
         val = voc_samples(voc, val_ids)
+    elif protocol == "voc2011":
+        voc, _ = _require(root, "2011", need_sbd=False)
+        train = voc_samples(voc, read_ids(voc / "ImageSets/Segmentation/train.txt"))
+        val = voc_samples(voc, read_ids(voc / "ImageSets/Segmentation/val.txt"))
     elif protocol == "voc2012_aug":
         voc, sbd = _require(root, "2012")
         val_ids = read_ids(voc / "ImageSets/Segmentation/val.txt")

@@ -27,7 +27,8 @@ class GemmConv2d(nn.Conv2d):
 
     def _conv_forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         layout = (self.stride, self.dilation, self.groups, self.padding_mode, isinstance(self.padding, str))
-        if layout != ((1, 1), (1, 1), 1, "zeros", False):
+        traced = torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.jit.is_scripting()
+        if traced or layout != ((1, 1), (1, 1), 1, "zeros", False):  # traced: no checks on sizes
             return super()._conv_forward(x, weight, bias)
         (kh, kw), (ph, pw) = self.kernel_size, self.padding
         h, w = x.shape[-2] + 2 * ph - kh + 1, x.shape[-1] + 2 * pw - kw + 1
@@ -37,9 +38,6 @@ class GemmConv2d(nn.Conv2d):
             or not weight.is_contiguous()  # e.g. channels_last: a flat view would need a copy
             or min(h, w) < 1
             or x.shape[0] * h * w > weight.shape[0]  # the unfolded input would outgrow the weight
-            or torch.compiler.is_compiling()
-            or torch.jit.is_tracing()
-            or torch.jit.is_scripting()
         ):
             return super()._conv_forward(x, weight, bias)
         cols = F.unfold(x, (kh, kw), padding=(ph, pw))  # (N, Cin·kh·kw, h·w)

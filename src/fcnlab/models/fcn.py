@@ -1,10 +1,12 @@
 """FCN-32s, FCN-16s, FCN-8s and the at-once FCN-8s (Long, Shelhamer & Darrell, CVPR 2015, Section 4).
 
-Each net is: a convolutionalized VGG16 backbone → a 1×1 scoring layer on fc7 (stride 32) → zero,
-one or two skip fusions (2× upsample, add the scores of pool4 / pool3) → a fixed bilinear upsample
-back to pixels, cropped to the input. Every crop comes from the coordinate maps in ``geometry.py``
-rather than from constants; for the faithful geometry they equal the reference release's crops
-(FCN-32s 19; FCN-16s 5 and 27; FCN-8s 5, 9 and 31), which ``tests/test_models.py`` checks.
+Each net is: a convolutionalized backbone (VGG16, AlexNet or GoogLeNet) → a 1×1 scoring layer on
+its final map (stride 32) → zero, one or two skip fusions (2× upsample, add the scores of the
+backbone's stride-16 / stride-8 taps: VGG16's pool4 / pool3) → a fixed bilinear upsample back to
+pixels, cropped to the input. Every crop and every upsampling kernel comes from the coordinate maps
+in ``geometry.py`` rather than from constants; for the faithful geometry they equal the reference
+release's (FCN-32s 19; FCN-16s 5 and 27; FCN-8s 5, 9 and 31; FCN-AlexNet kernel 63, crop 18),
+which ``tests/test_models.py`` and ``tests/test_backbones.py`` check.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from fcnlab.models.geometry import CoordMap, shift
+from fcnlab.models.geometry import CoordMap, shift, upsampling_kernel
 from fcnlab.models.upsample import BilinearUpsample
 
 
@@ -42,14 +44,16 @@ class SkipFusion(nn.Module):
         scale: float = 1.0,
     ) -> None:
         super().__init__()
-        self.upsample = BilinearUpsample(num_classes, 2, learnable)
+        kernel = upsampling_kernel(coarse_map, 2, skip_map)
+        self.upsample = BilinearUpsample(num_classes, 2, learnable, kernel)
         self.score = zero_score(skip_channels, num_classes)
         self.scale = scale
-        up_map = coarse_map.deconv(self.upsample.kernel_size, 2)
+        up_map = coarse_map.deconv(kernel, 2)
         d = shift(up_map, skip_map)
         # Crop whichever map starts earlier in the image; the sum lives in the other one's frame.
         self.crop_coarse, self.crop_skip = max(d, 0), max(-d, 0)
-        self.out_map = skip_map if d >= 0 else up_map
+        frame = skip_map if d >= 0 else up_map
+        self.out_map = CoordMap(frame.stride, frame.offset, max(skip_map.rf, up_map.rf))
 
     def forward(self, coarse: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         up = self.upsample(coarse)
@@ -64,23 +68,28 @@ class SkipFusion(nn.Module):
 
 
 class FCN(nn.Module):
-    """A fully convolutional net: logits of shape (N, num_classes, H, W) for any (N, 3, H, W)."""
+    """A fully convolutional net: logits of shape (N, num_classes, H, W) for any (N, 3, H, W).
+
+    ``skip_strides`` (16, then 8) pick the backbone's taps to fuse (``backbone.skip_layers``); the
+    fusions are named after those layers (VGG16: ``fusions.pool4``, ``fusions.pool3``).
+    """
 
     def __init__(
         self,
         backbone: nn.Module,
         num_classes: int,
-        skips: tuple[str, ...] = (),
+        skip_strides: tuple[int, ...] = (),
         skip_scales: tuple[float, ...] | None = None,
         learn_upsampling: bool = True,
         name: str = "fcn",
     ) -> None:
         super().__init__()
+        skips = tuple(backbone.skip_layers[s] for s in skip_strides)
         self.name, self.num_classes, self.skips = name, num_classes, skips
         self.backbone = backbone
-        self.score_fr = zero_score(backbone.channels["fc7"], num_classes)
+        self.score_fr = zero_score(backbone.channels[backbone.out], num_classes)
         scales = skip_scales or (1.0,) * len(skips)
-        score_map = backbone.coord_maps["fc7"]
+        score_map = backbone.coord_maps[backbone.out]
         self.fusions = nn.ModuleDict()
         for layer, scale in zip(skips, scales, strict=True):
             fusion = SkipFusion(
@@ -95,15 +104,16 @@ class FCN(nn.Module):
             score_map = fusion.out_map
         self.output_stride = int(score_map.stride)
         # The final upsampling to pixels is always fixed bilinear (as in the paper and the release).
-        self.upscore = BilinearUpsample(num_classes, self.output_stride, learnable=False)
-        out_map = score_map.deconv(self.upscore.kernel_size, self.output_stride)
+        kernel = upsampling_kernel(score_map, self.output_stride, CoordMap())
+        self.upscore = BilinearUpsample(num_classes, self.output_stride, False, kernel)
+        out_map = score_map.deconv(kernel, self.output_stride)
         self.crop = shift(out_map, CoordMap())
         if self.crop < 0:
             raise ValueError(f"{name}: output starts {-self.crop} px inside the image; geometry is broken")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         feats = self.backbone(x)
-        score = self.score_fr(feats["fc7"])
+        score = self.score_fr(feats[self.backbone.out])
         for layer, fusion in self.fusions.items():
             score = fusion(score, feats[layer])
         h, w, c = x.shape[-2], x.shape[-1], self.crop
@@ -111,23 +121,23 @@ class FCN(nn.Module):
 
 
 def fcn32s(backbone: nn.Module, num_classes: int, learn_upsampling: bool = True) -> FCN:
-    """FCN-32s: one stride-32 prediction upsampled in a single step (FCN-VGG16, Table 1)."""
+    """FCN-32s: one stride-32 prediction upsampled in a single step (Table 1's nets)."""
     return FCN(backbone, num_classes, (), None, learn_upsampling, "fcn32s")
 
 
 def fcn16s(backbone: nn.Module, num_classes: int, learn_upsampling: bool = True) -> FCN:
-    """FCN-16s: + pool4 scores at stride 16 (Fig. 3, dashed line)."""
-    return FCN(backbone, num_classes, ("pool4",), None, learn_upsampling, "fcn16s")
+    """FCN-16s: + the stride-16 tap's scores (VGG16: pool4; Fig. 3, dashed line)."""
+    return FCN(backbone, num_classes, (16,), None, learn_upsampling, "fcn16s")
 
 
 def fcn8s(backbone: nn.Module, num_classes: int, learn_upsampling: bool = True) -> FCN:
-    """FCN-8s: + pool4 and pool3 scores, stride 8 (Fig. 3, dotted line)."""
-    return FCN(backbone, num_classes, ("pool4", "pool3"), None, learn_upsampling, "fcn8s")
+    """FCN-8s: + the stride-16 and stride-8 taps' scores (VGG16: pool4, pool3; Fig. 3, dotted line)."""
+    return FCN(backbone, num_classes, (16, 8), None, learn_upsampling, "fcn8s")
 
 
 def fcn8s_atonce(backbone: nn.Module, num_classes: int, learn_upsampling: bool = True) -> FCN:
-    """FCN-8s trained all at once: pool4 scaled by 0.01 and pool3 by 0.0001 before scoring."""
-    return FCN(backbone, num_classes, ("pool4", "pool3"), (0.01, 0.0001), learn_upsampling, "fcn8s_atonce")
+    """FCN-8s trained all at once: the stride-16 tap scaled by 0.01 and the stride-8 one by 0.0001."""
+    return FCN(backbone, num_classes, (16, 8), (0.01, 0.0001), learn_upsampling, "fcn8s_atonce")
 
 
 # model name -> builder(backbone, num_classes, learn_upsampling): the names create_model accepts

@@ -9,22 +9,29 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def bilinear_taps(factor: int) -> torch.Tensor:
-    """The k 1-D bilinear interpolation weights for upsampling by ``factor``, k = 2f - f mod 2."""
+def bilinear_taps(factor: int, size: int | None = None) -> torch.Tensor:
+    """The ``size`` 1-D bilinear interpolation weights for upsampling by ``factor``.
+
+    ``size`` is 2f or 2f - 1 (default 2f - f mod 2); the two place the taps half an input pixel
+    apart, and which one a net needs follows from its coordinate maps
+    (:func:`fcnlab.models.geometry.upsampling_kernel`).
+    """
     if factor < 1:
         raise ValueError(f"upsampling factor must be >= 1, got {factor}")
-    size = 2 * factor - factor % 2
-    center = factor - 1 if size % 2 == 1 else factor - 0.5
+    size = 2 * factor - factor % 2 if size is None else size
+    if size not in (2 * factor, 2 * factor - 1):
+        raise ValueError(f"a {factor}x bilinear kernel has {2 * factor} or {2 * factor - 1} taps, not {size}")
+    center = (size - 1) / 2
     return 1 - (torch.arange(size, dtype=torch.float64) - center).abs() / factor
 
 
-def bilinear_kernel(factor: int) -> torch.Tensor:
-    """The (k, k) bilinear interpolation kernel for upsampling by ``factor``, k = 2f - f mod 2.
+def bilinear_kernel(factor: int, size: int | None = None) -> torch.Tensor:
+    """The (k, k) bilinear kernel for upsampling by ``factor``, k = ``size`` (see :func:`bilinear_taps`).
 
     A transposed convolution with this kernel and stride ``factor`` is exact bilinear interpolation
     away from the border: every output pixel gets weights that sum to one.
     """
-    taps = bilinear_taps(factor)
+    taps = bilinear_taps(factor, size)
     return torch.outer(taps, taps).float()
 
 
@@ -41,10 +48,11 @@ class BilinearUpsample(nn.Module):
     (docs/performance.md has the figures).
     """
 
-    def __init__(self, channels: int, factor: int, learnable: bool) -> None:
+    def __init__(self, channels: int, factor: int, learnable: bool, kernel_size: int | None = None) -> None:
         super().__init__()
         self.channels, self.factor, self.learnable = channels, factor, learnable
-        kernel = bilinear_kernel(factor)
+        kernel = bilinear_kernel(factor, kernel_size)
+        self.kernel_size = kernel.shape[-1]
         if learnable:
             self.deconv = nn.ConvTranspose2d(channels, channels, kernel.shape[-1], stride=factor, bias=False)
             with torch.no_grad():
@@ -52,11 +60,7 @@ class BilinearUpsample(nn.Module):
                 for c in range(channels):
                     self.deconv.weight[c, c] = kernel
         else:  # the 1-D kernel: bilinear_kernel(factor) is its outer product with itself
-            self.register_buffer("taps", bilinear_taps(factor).float(), persistent=False)
-
-    @property
-    def kernel_size(self) -> int:
-        return 2 * self.factor - self.factor % 2
+            self.register_buffer("taps", bilinear_taps(factor, kernel_size).float(), persistent=False)
 
     def full_size(self, size: int) -> int:
         """Length of the upsampled axis for an input axis of ``size``: (size - 1) * factor + k."""
@@ -102,4 +106,7 @@ class BilinearUpsample(nn.Module):
         return torch.where(inside, taps, torch.zeros((), dtype=like.dtype, device=like.device))
 
     def extra_repr(self) -> str:
-        return f"channels={self.channels}, factor={self.factor}, learnable={self.learnable}"
+        return (
+            f"channels={self.channels}, factor={self.factor}, kernel_size={self.kernel_size}, "
+            f"learnable={self.learnable}"
+        )

@@ -1,6 +1,6 @@
-"""Reading weights: torchvision's VGG16 or the Caffe-converted one (from a local file or torch's hub
-cache, never downloaded), a pretrained tiny classifier, an FCN checkpoint for staged init
-(32s → 16s → 8s), and torchfcn's FCN state dicts (how the reference release's trained nets are
+"""Reading weights: torchvision's VGG16, AlexNet or GoogLeNet, or the Caffe-converted VGG16 (from a
+local file or torch's hub cache, never downloaded), a pretrained tiny classifier, an FCN checkpoint
+for staged init (32s → 16s → 8s), and torchfcn's FCN state dicts (how the reference release's trained nets are
 distributed for PyTorch), all through one reader (:func:`read_checkpoint`)."""
 
 from __future__ import annotations
@@ -19,7 +19,13 @@ from fcnlab.errors import FCNLabError
 VGG16_IMAGENET_FILE = "vgg16-397923af.pth"
 # torchfcn's Caffe-converted VGG16 (Caffe's VGG_ILSVRC_16_layers in torchvision's key layout).
 VGG16_CAFFE_FILE = "vgg16_from_caffe.pth"
-PRETRAINED_FILES = {"imagenet": VGG16_IMAGENET_FILE, "imagenet_caffe": VGG16_CAFFE_FILE}
+# backbone -> model.pretrained name -> its file in torch's hub cache (torchvision's IMAGENET1K_V1 files)
+PRETRAINED_FILES = {
+    "vgg16": {"imagenet": VGG16_IMAGENET_FILE, "imagenet_caffe": VGG16_CAFFE_FILE},
+    "alexnet": {"imagenet": "alexnet-owt-7be5be79.pth"},
+    "googlenet": {"imagenet": "googlenet-1378be20.pth"},
+}
+PRETRAINED_KINDS = ("imagenet", "imagenet_caffe")  # the names model.pretrained takes besides a path
 
 # torchfcn's layer names → fcnlab's (VGG16 convs at torchvision's ``features`` indices).
 _TORCHFCN_CONVS = (
@@ -53,9 +59,9 @@ def hub_checkpoints_dir() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
-def imagenet_weights_path(kind: str = "imagenet") -> Path:
-    """Where the VGG16 ImageNet weights of ``model.pretrained=<kind>`` are looked for."""
-    return hub_checkpoints_dir() / PRETRAINED_FILES[kind]
+def imagenet_weights_path(kind: str = "imagenet", backbone: str = "vgg16") -> Path:
+    """Where the ImageNet weights of ``model.pretrained=<kind>`` for ``backbone`` are looked for."""
+    return hub_checkpoints_dir() / PRETRAINED_FILES[backbone][kind]
 
 
 @dataclass
@@ -152,10 +158,10 @@ def is_bilinear(weight: torch.Tensor) -> bool:
     from fcnlab.models.upsample import bilinear_kernel
 
     c, c2, k, k2 = weight.shape
-    if c != c2 or k != k2 or k % 2:
+    if c != c2 or k != k2 or k < 2:
         return False
     expected = torch.zeros_like(weight, dtype=torch.float32)
-    expected[range(c), range(c)] = bilinear_kernel(k // 2)
+    expected[range(c), range(c)] = bilinear_kernel((k + 1) // 2, k)  # k = 2f or 2f - 1
     return torch.allclose(weight.float(), expected, atol=1e-6)
 
 
@@ -183,23 +189,22 @@ def fit_upsampling(
 
 
 def resolve_pretrained(pretrained: str | os.PathLike | None, backbone: str) -> dict | None:
-    """The classifier state dict named by ``pretrained``: None, "imagenet" / "imagenet_caffe" (VGG16
-    only: torchvision's file, or torchfcn's Caffe-converted one) or a path."""
+    """The classifier state dict named by ``pretrained``: None, "imagenet" (torchvision's file of a
+    full-size backbone), "imagenet_caffe" (torchfcn's Caffe-converted VGG16) or a path."""
     if pretrained is None:
         return None
-    if str(pretrained) in PRETRAINED_FILES:
+    if str(pretrained) in PRETRAINED_KINDS:
         kind = str(pretrained)
-        if backbone != "vgg16":
+        if kind not in PRETRAINED_FILES.get(backbone, {}):
+            having = [b for b, files in PRETRAINED_FILES.items() if kind in files]
             raise FCNLabError(
-                f"model.pretrained={kind} exists for backbone vgg16 only, not {backbone}; "
+                f"model.pretrained={kind} exists for backbone {' | '.join(having)} only, not {backbone}; "
                 "give a path to a pretrained classifier instead"
             )
-        path = imagenet_weights_path(kind)
+        path = imagenet_weights_path(kind, backbone)
         if not path.is_file():
             if kind == "imagenet":
-                hint = (
-                    "copy torchvision's vgg16-397923af.pth there or pass model.pretrained=/path/to/file.pth"
-                )
+                hint = f"copy torchvision's {path.name} there or pass model.pretrained=/path/to/file.pth"
             else:
                 hint = (
                     "copy torchfcn's vgg16_from_caffe.pth there (Caffe's VGG_ILSVRC_16_layers converted "
@@ -214,22 +219,31 @@ def resolve_pretrained(pretrained: str | os.PathLike | None, backbone: str) -> d
 
 
 def load_classifier(classifier: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    """Load a torchvision-layout classifier state, naming the first mismatch in one line."""
-    own = classifier.state_dict()
-    missing = [k for k in own if k not in state and not k.startswith("classifier.6.")]
+    """Load a torchvision-layout classifier state, naming the first mismatch in one line.
+
+    The head FCN replaces (``classifier.spec.head``: fc8, GoogLeNet's fc and auxiliary classifiers)
+    is neither required nor loaded; a file without BatchNorm batch counters loads all the same.
+    """
+    spec = classifier.spec
+    dropped = spec.head
+
+    def used(key: str) -> bool:
+        return not key.startswith(dropped)
+
+    own = {k: v for k, v in classifier.state_dict().items() if used(k)}
+    missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
     if missing:
         raise FCNLabError(
             f"model.pretrained={source}: missing {missing[0]} (and {len(missing) - 1} more); "
-            "not a VGG16-layout classifier"
+            f"not a {spec.family}-layout classifier"
         )
     for key, value in own.items():
-        if key in state and not key.startswith("classifier.6.") and state[key].shape != value.shape:
+        if key in state and state[key].shape != value.shape:
             raise FCNLabError(
                 f"model.pretrained={source}: {key} has shape {tuple(state[key].shape)}, the backbone "
                 f"expects {tuple(value.shape)}; weights of another backbone size?"
             )
-    state = {k: v for k, v in state.items() if k in own and not k.startswith("classifier.6.")}
-    classifier.load_state_dict(state, strict=False)
+    classifier.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
 
 
 @torch.no_grad()

@@ -39,10 +39,15 @@ REPORT_FILES = (
 )
 
 
-def check_out(out: Path, overwrite: bool = False) -> None:
-    """``--out`` is a folder that can be made, and holds none of the report's names that it did not write."""
+def check_out(
+    out: Path,
+    overwrite: bool = False,
+    names: tuple[str, ...] = REPORT_FILES,
+    what: str = "table2.md, table2.csv and the figures",
+) -> None:
+    """``--out`` is a folder that can be made, and holds none of ``names`` that the report did not write."""
     if out.exists() and not out.is_dir():
-        raise FCNLabError(f"--out {out} is a file; give a folder for table2.md, table2.csv and the figures")
+        raise FCNLabError(f"--out {out} is a file; give a folder for {what}")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -51,7 +56,7 @@ def check_out(out: Path, overwrite: bool = False) -> None:
         ) from None
     if not overwrite:
         what_to_do = "choose another --out, or --overwrite to replace it"
-        refuse_foreign([out / name for name in REPORT_FILES], "fcnlab-report", what_to_do)
+        refuse_foreign([out / name for name in names], "fcnlab-report", what_to_do)
 
 
 def build_report(

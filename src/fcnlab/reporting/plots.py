@@ -138,13 +138,14 @@ def _read_png(path: Path) -> np.ndarray:
         return np.asarray(img.convert("RGB") if img.mode != "P" else img)
 
 
-def figure4(records: list[dict], path: Path) -> str | None:
+def figure4(records: list[dict], path: Path, variants: dict[str, str] = FIGURE4_VARIANTS) -> str | None:
     """Input | ground truth | FCN-32s | FCN-16s | FCN-8s on the jobs' panel images (first seed of each).
 
+    ``variants`` (variant -> column title) picks the prediction columns (Table 1: one per backbone).
     Reads the panels each job wrote into ``<job dir>/figure4/``; returns None once drawn, else why not.
     """
     chosen: dict[str, tuple[dict, dict]] = {}
-    for variant in FIGURE4_VARIANTS:
+    for variant in variants:
         ok = [r for r in records if r.get("status") == "ok" and r["variant"] == variant]
         if not ok:
             return f"the sweep has no finished {variant} job"
@@ -155,9 +156,10 @@ def figure4(records: list[dict], path: Path) -> str | None:
                 "fcnlab-train wrote prediction panels; retrain it to get the grid)"
             )
         chosen[variant] = found
-    ref_dir, ref = Path(chosen["fcn8s"][0]["job_dir"]) / "figure4", chosen["fcn8s"][1]
+    last = list(variants)[-1]
+    ref_dir, ref = Path(chosen[last][0]["job_dir"]) / "figure4", chosen[last][1]
     if any(ix["ids"] != ref["ids"] for _, ix in chosen.values()):
-        return "the fcn32s, fcn16s and fcn8s jobs drew their panels on different images (not the same data?)"
+        return f"the {', '.join(variants)} jobs drew their panels on different images (not the same data?)"
     palette, files = ref["rgb"], ref["files"]
     grid = []  # per image: input, ground truth, then each net's prediction as its job drew it
     try:
@@ -172,8 +174,9 @@ def figure4(records: list[dict], path: Path) -> str | None:
             grid.append(row)
     except OSError as e:  # a panel deleted or damaged after its job wrote it
         return f"{e.filename or 'a panel'}: unreadable ({e.strerror or e}); retrain that job to rewrite it"
-    fig, axes = plt.subplots(len(grid), 5, figsize=(11, 2.3 * len(grid)), squeeze=False)
-    titles = ["image", "ground truth", *FIGURE4_VARIANTS.values()]
+    columns = 2 + len(variants)
+    fig, axes = plt.subplots(len(grid), columns, figsize=(2.2 * columns, 2.3 * len(grid)), squeeze=False)
+    titles = ["image", "ground truth", *variants.values()]
     for i, panels in enumerate(grid):
         for ax, panel, title in zip(axes[i], panels, titles, strict=True):
             ax.imshow(panel, interpolation="nearest")

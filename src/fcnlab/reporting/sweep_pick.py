@@ -1,7 +1,8 @@
-"""Which folder ``make reproduce-table2`` sweeps into: the same one again until the code changes.
+"""Which folder ``make reproduce-table2`` / ``-table1`` sweeps into: the same one until the code changes.
 
-The folder is ``<runs>/table2_seeds<N>_<fingerprint>``, where the fingerprint is a short hash of the
-files that decide a run (the package's Python, ``conf/``, ``sweeps/``) and the pinned library versions.
+The folder is ``<runs>/table2_seeds<N>_<fingerprint>`` (Table 1: ``table1_...``), where the
+fingerprint is a short hash of the files that decide a run (the package's Python, ``conf/``,
+``sweeps/``) and the pinned library versions.
 Running the same command again after a kill therefore lands in the same folder, where
 ``resume=auto`` skips the finished rows and continues the interrupted one. A changed code base gets
 a new folder, so old results are never reported as the new code's. ``fresh=True`` starts a new folder
@@ -52,11 +53,11 @@ def code_fingerprint(roots: Iterable[Path], libraries: Iterable[str] = LIBRARIES
     return digest.hexdigest()[:length]
 
 
-def sweep_key(seeds: int, fingerprint: str) -> str:
-    """The folder name a Table 2 sweep of ``seeds`` seeds of this code gets (no timestamp)."""
+def sweep_key(seeds: int, fingerprint: str, table: str = "table2") -> str:
+    """The folder name a ``table`` sweep of ``seeds`` seeds of this code gets (no timestamp)."""
     if seeds < 1:
         raise FCNLabError(f"SEEDS={seeds}: the number of seeds must be at least 1")
-    return f"table2_seeds{seeds}_{fingerprint}"
+    return f"{table}_seeds{seeds}_{fingerprint}"
 
 
 def _order(name: str, key: str) -> tuple[str, int] | None:
@@ -83,6 +84,7 @@ def pick_sweep(
     fingerprint: str,
     fresh: bool = False,
     now: datetime.datetime | None = None,
+    table: str = "table2",
 ) -> Path:
     """The sweep folder for this code and seed count: the newest existing one, else the plain name.
 
@@ -90,7 +92,7 @@ def pick_sweep(
     second's name is taken).
     """
     runs_dir = Path(runs_dir)
-    key = sweep_key(seeds, fingerprint)
+    key = sweep_key(seeds, fingerprint, table)
     existing = sweeps_of(runs_dir, key)
     if not fresh:
         return existing[-1] if existing else runs_dir / key

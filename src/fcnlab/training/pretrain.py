@@ -1,10 +1,11 @@
-"""Pretraining the tiny backbone as a classifier on the generated classification set.
+"""Pretraining a tiny backbone as a classifier on the generated classification set.
 
 This is the embedded default's stand-in for ImageNet: the FCN paper starts from a classifier and
-convolutionalizes it. A tiny VGG16 without BatchNorm does not learn this set from scratch, so it
-is trained *with* BatchNorm, and the BatchNorm is then folded into the conv weights
-(:func:`fcnlab.models.vgg.fold_batchnorm`): the saved classifier is a plain VGG16-topology net in
-torchvision's layout, loadable with ``model.pretrained=<file>`` exactly like the real VGG16 weights.
+convolutionalizes it. A tiny VGG16 or AlexNet without BatchNorm does not learn this set from
+scratch, so it is trained *with* BatchNorm, and the BatchNorm is then folded into the conv weights
+(:func:`fcnlab.models.backbone.fold_batchnorm`): the saved classifier is a plain net of the family's
+topology in torchvision's layout, loadable with ``model.pretrained=<file>`` exactly like the real
+ImageNet weights. GoogLeNet has BatchNorm in its own layout, and keeps it.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from torchvision.transforms import v2
 from fcnlab.atomic import atomic_path, exclusive, write_json
 from fcnlab.data.datamodule import worker_start_method
 from fcnlab.data.input_space import IMAGENET_MEAN, IMAGENET_STD
-from fcnlab.models.vgg import VGGClassifier, backbone_options, backbone_spec, fold_batchnorm
+from fcnlab.models import backbone_options, backbone_spec
+from fcnlab.models.backbone import fold_batchnorm
 from fcnlab.training.callbacks import AtomicModelCheckpoint, progress_callbacks
 
 log = logging.getLogger(__name__)
@@ -77,7 +79,7 @@ class ClassifierModule(L.LightningModule):
     ) -> None:
         super().__init__()
         self.model, self.lr, self.weight_decay, self.total_steps = model, lr, weight_decay, total_steps
-        self.val_acc = MulticlassAccuracy(model.classifier[-1].out_features, average="micro")
+        self.val_acc = MulticlassAccuracy(model.num_classes, average="micro")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -166,8 +168,8 @@ def _pretrain_backbone(
     train = _loader(root / "train", True, batch_size, num_workers, seed)
     val = _loader(root / "val", False, 100, 0, seed)
     num_classes = len(train.dataset.classes)
-    model = VGGClassifier(spec, num_classes, batch_norm=True)
-    if spec.nhwc_weights:  # the tiny net: NHWC weights and input, 1.6x faster steps (docs/performance.md)
+    model = spec.classifier(num_classes, batch_norm=True)
+    if spec.nhwc_weights:  # the tiny VGG: NHWC weights and input, 1.6x faster steps (docs/performance.md)
         model = model.to(memory_format=torch.channels_last)
     module = ClassifierModule(model, lr, weight_decay, total_steps=epochs * len(train))
     trainer = _trainer(out.with_suffix(""), epochs, len(train), progress)

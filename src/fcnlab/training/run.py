@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from fcnlab.config import rank_suffix
 from fcnlab.errors import FCNLabError
-from fcnlab.models.vgg import backbone_options
+from fcnlab.models import backbone_options
 from fcnlab.runinfo import git_sha, hardware, versions, write_json
 from fcnlab.training.allocator import keep_freed_memory
 from fcnlab.training.checks import build, check_config, check_resume_fits, check_scalars
@@ -213,7 +213,10 @@ def build_module(cfg: DictConfig):
     parent = read_weights(cfg.init_from, "init_from") if cfg.init_from else None
     parent_space = stored_input_space(parent) if parent is not None else None
     space = resolve_input_space(
-        cfg.get("input_space"), cfg.model.pretrained, parent_space["name"] if parent_space else None
+        cfg.get("input_space"),
+        cfg.model.pretrained,
+        parent_space["name"] if parent_space else None,
+        backbone=cfg.model.backbone,
     )
     datamodule = build("data", cfg.data, _convert_="all", input_space=space.name)
     module = FCNModule(
