@@ -121,6 +121,25 @@ def test_table1_report_from_files(tmp_path):
         build_table1(fake_sweep(tmp_path / "t2", {"fcn8s": 0.5}), tmp_path / "nets.json", tmp_path / "out5")
 
 
+def test_table1_reports_replace_only_their_own_files(tmp_path):
+    sweep = fake_sweep(tmp_path / "sweep", {"vgg16_tiny": 0.4, "alexnet_tiny": 0.3, "googlenet_tiny": 0.35})
+    nets, out = nets_file(tmp_path / "nets.json"), tmp_path / "out"
+    build_table1(sweep, nets, out)
+    build_table1(sweep, nets, out)  # the same command again: its own files, replaced
+    (out / "table1.md").write_text("edited by hand")
+    with pytest.raises(
+        FCNLabError, match=r"table1.md exists and fcnlab-report did not write it; .*--overwrite"
+    ):
+        build_table1(sweep, nets, out)
+    assert (out / "table1.md").read_text() == "edited by hand"
+    build_table1(sweep, nets, out, overwrite=True)
+    (out / "table1_lr_search.md").write_text("mine")
+    ius = {"vgg16_tiny_lr0.001": 0.4}
+    with pytest.raises(FCNLabError, match="table1_lr_search.md exists and fcnlab-report did not write it"):
+        build_lr_search(fake_sweep(tmp_path / "search", ius), out)
+    assert (out / "table1_lr_search.md").read_text() == "mine"
+
+
 def test_lr_search_report_picks_each_backbones_best(tmp_path):
     ius = {"vgg16_tiny_lr0.001": 0.4, "vgg16_tiny_lr0.003": 0.45, "alexnet_tiny_lr0.001": 0.3}
     best = build_lr_search(fake_sweep(tmp_path / "sweep", ius), tmp_path / "out")
