@@ -15,12 +15,12 @@ import pytest
 import torch
 from PIL import Image
 
+from fcnlab.data.check import run_check
 from fcnlab.data.class_weights import CACHE_FILE, resolve_class_weights
 from fcnlab.data.classes import SHAPES_CLASSES
 from fcnlab.data.convert import convert_voc
 from fcnlab.data.folder import FolderDataModule, folder_samples
 from fcnlab.data.loading import load_sample
-from fcnlab.data.survey import run_check
 from fcnlab.data.synthetic import generate
 from fcnlab.errors import FCNLabError
 from fcnlab.inference.evaluate import evaluate
@@ -54,7 +54,7 @@ def test_unlisted_colours_are_void_and_reported_once(tmp_path, caplog):
     labels = np.where(LABELS == 255, 3, LABELS)
     root = make_folder(tmp_path, {"train": {"a": labels, "b": labels}, "val": {"c": labels}}, "rgb", True)
     train, _, _, _ = folder_samples(root)
-    with caplog.at_level(logging.WARNING, logger="fcnlab.data.labels"):
+    with caplog.at_level(logging.WARNING, logger="fcnlab.data.folder_classes"):
         for s in train:
             load_sample(s)
     assert [r.getMessage() for r in caplog.records] == [

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from fcnlab.hydra_checks import SWEEP_RECORD
+from fcnlab.hydra_callbacks import SWEEP_RECORD
 from test_train import train_command
 
 HELPERS = Path(__file__).parent / "helpers"

@@ -626,7 +626,7 @@ def r103_folder_mask_value_not_a_class(data: Path, tmp: Path) -> str:
 def r104_folder_rgb_colours_not_in_classes_txt(data: Path, tmp: Path) -> str:
     from omegaconf import OmegaConf
 
-    from fcnlab.data.survey import survey_config
+    from fcnlab.data.check import survey_config
 
     root = _folder(tmp, "rgb", colours=True)
     rgb = np.array(Image.open(root / "masks/train/a.png"))
@@ -938,7 +938,7 @@ def _sweep_config(*overrides: str):
 
 
 def r178_another_sweeps_folder(data: Path, tmp: Path) -> str:
-    from fcnlab.hydra_checks import claim_sweep_dir
+    from fcnlab.hydra_callbacks import claim_sweep_dir
 
     sweep = tmp / "sweep"
     claim_sweep_dir(str(sweep), _sweep_config("model=fcn32s,fcn16s", "seed=0"))
@@ -1123,7 +1123,7 @@ def r190_report_over_a_table_it_did_not_write(data: Path, tmp: Path) -> str:
 
 
 def r191_sweep_folder_that_holds_no_sweep(data: Path, tmp: Path) -> str:
-    from fcnlab.hydra_checks import claim_sweep_dir
+    from fcnlab.hydra_callbacks import claim_sweep_dir
 
     (tmp / "mine").mkdir()
     (tmp / "mine" / "thesis.tex").write_text("")

@@ -381,7 +381,7 @@ def test_each_logger_records_the_run(logger, tiny_data, tmp_path, monkeypatch):
     ],
 )
 def test_scalar_option_of_wrong_type_or_range_is_one_line_naming_it(override, option, tmp_path):
-    from fcnlab.training.checks import check_config
+    from fcnlab.training.settings import check_config
 
     cfg = make_cfg("train", [override], tmp_path)
     with pytest.raises(FCNLabError) as info:
@@ -393,13 +393,13 @@ def test_scalar_option_of_wrong_type_or_range_is_one_line_naming_it(override, op
     "override", ["trainer.max_epochs=-1", "data.crop_size=null", "data.num_workers=null"]
 )
 def test_scalar_options_that_mean_no_limit_are_accepted(override, tmp_path):
-    from fcnlab.training.checks import check_config
+    from fcnlab.training.settings import check_config
 
     check_config(make_cfg("train", [override, "trainer.max_steps=10"], tmp_path))
 
 
 def test_init_from_a_folder_without_a_checkpoint_says_what_to_give(tmp_path):
-    from fcnlab.training.checks import check_config
+    from fcnlab.training.settings import check_config
 
     cfg = make_cfg("train", [f"init_from={tmp_path}"], tmp_path)
     with pytest.raises(FCNLabError, match=r"is a folder, not a checkpoint file; give the checkpoint file"):

@@ -1,4 +1,4 @@
-"""Test-time inference (fcnlab.models.inference): multi-scale, flip and sliding windows on tiny nets."""
+"""Test-time inference (fcnlab.models.tta): multi-scale, flip and sliding windows on tiny nets."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import torch
 
 from fcnlab.errors import FCNLabError
 from fcnlab.models import create_model
-from fcnlab.models.inference import InferSettings, infer_logits, infer_settings, window_starts
+from fcnlab.models.tta import InferSettings, infer_logits, infer_settings, window_starts
 
 TINY = {"backbone": "vgg16_tiny", "num_classes": 5}
 

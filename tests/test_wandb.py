@@ -264,7 +264,7 @@ def test_tables_masks_and_keys_carry_the_users_class_names(offline_wandb, tiny_d
 
 def test_report_run_holds_iu_per_variant_under_the_runs_class_names(offline_wandb, tmp_path):
     from fcnlab.reporting.table import collect, summarize
-    from fcnlab.reporting.wandb_run import log_to_wandb
+    from fcnlab.reporting.wandb_report import log_to_wandb
     from test_report import fake_sweep
 
     names = ["background", "road / sidewalk", "café"]

@@ -7,8 +7,6 @@ import platform
 import subprocess
 from pathlib import Path
 
-from fcnlab.atomic import write_json  # noqa: F401  (re-exported: callers import it from here)
-
 
 def git_sha(cwd: str | os.PathLike | None = None) -> str:
     """The checked-out commit (with ``-dirty`` for uncommitted changes), or "unknown"."""

@@ -19,13 +19,13 @@ import time
 from dataclasses import asdict
 
 from fcnlab.config import compose_train_config
+from fcnlab.data.check import run_check
 from fcnlab.data.convert import convert_voc
-from fcnlab.data.survey import run_check
 from fcnlab.data.synthetic import SyntheticConfig, generate
 from fcnlab.data.throughput import loader_images_per_s
 from fcnlab.data.voc import PROTOCOLS
 from fcnlab.errors import exit_on_user_error
-from fcnlab.training.checks import build
+from fcnlab.training.settings import build
 
 
 def generate_main(argv: list[str]) -> None:

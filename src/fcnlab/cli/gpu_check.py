@@ -11,8 +11,9 @@ from pathlib import Path
 
 import torch
 
+from fcnlab.atomic import write_json
 from fcnlab.bench.gpu_check import CheckFailed, Plan, check
-from fcnlab.runinfo import hardware, versions, write_json
+from fcnlab.runinfo import hardware, versions
 
 
 def main(argv: list[str] | None = None) -> int:

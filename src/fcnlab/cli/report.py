@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> None:
         rows = build_report(args.sweep_dir, args.out, args.note, overwrite=args.overwrite)
     print((args.out / "table2.md").read_text())
     if args.wandb:
-        from fcnlab.reporting.wandb_run import log_to_wandb
+        from fcnlab.reporting.wandb_report import log_to_wandb
 
         log_to_wandb(args.sweep_dir, args.out, rows)
     if any(r["status"] != "ok" for r in rows):

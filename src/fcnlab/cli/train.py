@@ -36,7 +36,7 @@ def main(cfg: DictConfig) -> float:
         fail_record(cfg, one_line(e))
         print(f"error: {one_line(e)}", file=sys.stderr, flush=True)
         if HydraConfig.get().mode == RunMode.MULTIRUN:
-            # This job fails; the sweep goes on, ends non-zero with this line (fcnlab.hydra_checks.
+            # This job fails; the sweep goes on, ends non-zero with this line (fcnlab.hydra_callbacks.
             # OneLineJobErrors), and the report marks the row.
             raise
         sys.exit(2)

@@ -17,7 +17,7 @@ from PIL import Image
 
 from fcnlab.atomic import atomic_dir
 from fcnlab.data.classes import SHAPES_CLASSES, VOC_CLASSES, voc_palette
-from fcnlab.data.labels import CLASSES_FILE
+from fcnlab.data.folder_classes import CLASSES_FILE
 from fcnlab.data.loading import load_mask
 from fcnlab.data.voc import protocol_samples
 from fcnlab.errors import FCNLabError

@@ -6,7 +6,7 @@
 
 or, instead of the two split folders, ``DIR/splits/{train,val}.txt`` (one id a line) over
 ``DIR/images/<id>.<ext>`` and ``DIR/masks/<id>.png``. Masks are index PNGs (mode L or P) or RGB PNGs in
-the colours of ``classes.txt`` (:mod:`fcnlab.data.labels`). :func:`folder_samples` lists every
+the colours of ``classes.txt`` (:mod:`fcnlab.data.folder_classes`). :func:`folder_samples` lists every
 problem of the layout at once (``fcnlab-data check`` prints them all); :class:`FolderDataModule`
 stops at the first.
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 
 from fcnlab.data.classes import VOID
 from fcnlab.data.datamodule import SegmentationDataModule
-from fcnlab.data.labels import CLASSES_FILE, MaskCoding, classes_problems, read_classes
+from fcnlab.data.folder_classes import CLASSES_FILE, MaskCoding, classes_problems, read_classes
 from fcnlab.data.voc import Sample
 from fcnlab.errors import FCNLabError
 

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from fcnlab.data.classes import NUM_CLASSES, VOID, voc_palette
-from fcnlab.data.labels import MaskCoding, report_unknown_once
+from fcnlab.data.folder_classes import MaskCoding, report_unknown_once
 from fcnlab.data.voc import Sample
 from fcnlab.errors import FCNLabError
 

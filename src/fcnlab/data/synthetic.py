@@ -13,7 +13,7 @@ loaders read it as they read the real archives. It is built so the paper's effec
 
 Generation is deterministic from the seed (each image from its own child seed), atomic (built in a
 temporary folder, then renamed) and a no-op when the same settings are already on disk. The drawing
-is :mod:`fcnlab.data.scenes`; this module writes the layouts.
+is :mod:`fcnlab.data.synthetic_scenes`; this module writes the layouts.
 
     fcnlab-data generate --root data/shapes
 """
@@ -37,14 +37,14 @@ from PIL import Image
 
 from fcnlab.atomic import atomic_dir, exclusive
 from fcnlab.data.classes import SHAPES_CLASSES, VOID, voc_palette
-from fcnlab.data.scenes import render_object, render_scene, void_band
+from fcnlab.data.synthetic_scenes import render_object, render_scene, void_band
 from fcnlab.errors import FCNLabError
 
 MANIFEST = "fcnlab_synthetic.json"
 # What a generated VOC-layout tree holds at its top (the class-weight cache is fcnlab's too): a rebuild
 # replaces the folder only when nothing else is there.
 GENERATED_TOP = {"VOCdevkit", "benchmark_RELEASE", "classification", MANIFEST, "fcnlab_class_weights.json"}
-# Bump when the drawing (fcnlab.data.scenes) changes what a given config produces: older trees are
+# Bump when the drawing (fcnlab.data.synthetic_scenes) changes what a given config produces: older trees are
 # then rebuilt.
 GENERATOR_VERSION = 2
 

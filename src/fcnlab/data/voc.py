@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 from fcnlab.errors import FCNLabError
 
 if TYPE_CHECKING:
-    from fcnlab.data.labels import MaskCoding
+    from fcnlab.data.folder_classes import MaskCoding
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ EXPECTED_LAYOUT = (
 class Sample:
     """One image id with the files holding its pixels and its labels.
 
-    ``coding``: how a folder dataset's mask codes the classes (:mod:`fcnlab.data.labels`); None for
+    ``coding``: how a folder dataset's mask codes the classes (:mod:`fcnlab.data.folder_classes`); None for
     VOC/SBD's palette PNGs and ``.mat`` files.
     """
 

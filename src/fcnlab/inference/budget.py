@@ -20,7 +20,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from fcnlab.models.inference import InferSettings, window_starts
+from fcnlab.models.tta import InferSettings, window_starts
 
 MANY_WINDOWS = 10_000  # beyond this many windows for one image, fcnlab-predict says so first
 PROGRESS_EVERY_S = 10.0  # then a progress line this often

@@ -3,7 +3,7 @@
 One confusion matrix over the whole split, as training's validation. The data is fed in the
 checkpoint's input space (stored in it; caffe for a torchfcn file), whatever the data config says.
 ``infer`` (``conf/infer/``: single-scale by default, ``infer=msflip`` …) is how the net is run on
-each image (:func:`fcnlab.models.inference.infer_logits`). ``sweep=<dir>`` evaluates every finished
+each image (:func:`fcnlab.models.tta.infer_logits`). ``sweep=<dir>`` evaluates every finished
 job of a sweep instead (:mod:`fcnlab.inference.sweep_eval`).
 """
 
@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 from fcnlab.atomic import own_outputs, refuse_foreign, write_json
 from fcnlab.errors import FCNLabError
 from fcnlab.inference.budget import describe, is_out_of_memory
-from fcnlab.models.inference import InferSettings, infer_settings
+from fcnlab.models.tta import InferSettings, infer_settings
 
 EVAL_JSON = "eval.json"  # the run folder's record (a sweep's pass: the summary; each job: results_tta.json)
 
@@ -70,7 +70,7 @@ def evaluate_checkpoint(cfg: DictConfig, ckpt: str, data: DictConfig, settings: 
     from hydra.utils import instantiate
 
     from fcnlab.training import load_module
-    from fcnlab.training.checks import build
+    from fcnlab.training.settings import build
 
     torch.set_flush_denormal(True)
     module = load_module(ckpt, name=cfg.model.get("name"))

@@ -39,7 +39,7 @@ from fcnlab.data.classes import class_palette
 from fcnlab.data.input_space import InputSpace
 from fcnlab.errors import FCNLabError, one_line
 from fcnlab.inference.inputs import normalize
-from fcnlab.models.inference import graph_note
+from fcnlab.models.tta import graph_note
 from fcnlab.runinfo import git_sha
 
 FORMATS = ("onnx",)

@@ -18,7 +18,7 @@ the estimate, and one of more than 10,000 windows is said so, then shown in prog
 killed run never leaves a half-written mask. Images go through the network one at a time at their
 own size, in the checkpoint's input space, exactly as the evaluation transform feeds them, and as
 ``infer`` says (``conf/infer/``: one pass by default; ``infer=msflip``, ``infer=slide`` …, see
-:mod:`fcnlab.models.inference`). ``max_pixels`` bounds the image in every mode: in slide mode the
+:mod:`fcnlab.models.tta`). ``max_pixels`` bounds the image in every mode: in slide mode the
 net's activations no longer grow with the image, but the decoded image and the class-score sums
 (num_classes × H × W float32) still do.
 """
@@ -54,7 +54,7 @@ from fcnlab.inference.budget import (
 )
 from fcnlab.inference.inputs import OVERLAY_DIR, list_inputs, normalize, plan_outputs, read_image
 from fcnlab.inference.legend import CLASSES_TXT, LEGEND_PNG, write_legend
-from fcnlab.models.inference import SINGLE_SCALE, InferSettings, infer_logits, infer_settings
+from fcnlab.models.tta import SINGLE_SCALE, InferSettings, infer_logits, infer_settings
 
 
 def resolve_device(name: str) -> torch.device:

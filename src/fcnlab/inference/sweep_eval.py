@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from fcnlab.atomic import write_json
 from fcnlab.errors import FCNLabError
-from fcnlab.models.inference import InferSettings
+from fcnlab.models.tta import InferSettings
 
 TTA_RESULTS = "results_tta.json"
 

@@ -20,7 +20,7 @@ from fcnlab.data.sampling import EPOCH_STRIDE
 from fcnlab.errors import FCNLabError
 from fcnlab.evaluation import SegmentationScores, segmentation_scores
 from fcnlab.models import create_model
-from fcnlab.models.inference import infer_logits, infer_settings
+from fcnlab.models.tta import infer_logits, infer_settings
 from fcnlab.training.optim import build_optimizer, build_scheduler
 
 # loss.normalize: mean over the batch's labelled pixels, each image's mean (weighing 1/batch_size), sum.
@@ -47,7 +47,7 @@ class FCNModule(L.LightningModule):
     ``class_names`` and ``class_colors`` (one ``[R, G, B]`` per class; None: the VOC palette) are saved
     too: a checkpoint alone names and colours its classes.
     ``infer`` (an ``infer:`` config block; None: single-scale whole images) is how validation runs the
-    net (:func:`fcnlab.models.inference.infer_logits`); it is a setting of the run, not of the weights,
+    net (:func:`fcnlab.models.tta.infer_logits`); it is a setting of the run, not of the weights,
     so it is not saved with them (``fcnlab-eval`` brings its own).
     """
 

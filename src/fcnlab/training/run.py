@@ -18,12 +18,12 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from fcnlab.atomic import write_json
 from fcnlab.config import rank_suffix
 from fcnlab.errors import FCNLabError
 from fcnlab.models import backbone_options
-from fcnlab.runinfo import git_sha, hardware, versions, write_json
+from fcnlab.runinfo import git_sha, hardware, versions
 from fcnlab.training.allocator import keep_freed_memory
-from fcnlab.training.checks import build, check_config, check_resume_fits, check_scalars
 from fcnlab.training.device import require_device, set_float32_precision
 from fcnlab.training.distributed import use_job_commands_for_ranks
 from fcnlab.training.rundir import (
@@ -32,6 +32,7 @@ from fcnlab.training.rundir import (
     resumable_last,
     unlock_run_dir,
 )
+from fcnlab.training.settings import build, check_config, check_resume_fits, check_scalars
 
 log = logging.getLogger("fcnlab.train")
 

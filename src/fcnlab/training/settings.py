@@ -9,7 +9,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from fcnlab.atomic import check_not_data
 from fcnlab.errors import FCNLabError
-from fcnlab.models.inference import infer_settings
+from fcnlab.models.tta import infer_settings
 from fcnlab.training.rundir import read_checkpoint
 
 

@@ -204,6 +204,6 @@ def graph_note() -> dict:
         "output": "logits (not probabilities); argmax over classes gives the labels",
         "test_time_augmentation": (
             "none inside the graph; multi-scale, flip and sliding windows run around the net "
-            "(fcnlab.models.inference.infer_logits; fcnlab-predict infer=msflip on a checkpoint)"
+            "(fcnlab.models.tta.infer_logits; fcnlab-predict infer=msflip on a checkpoint)"
         ),
     }
