@@ -203,8 +203,8 @@ def test_table1_preset_on_every_backbone_at_voc_size(voc_size_data, torch_home, 
         f"hydra.sweep.dir={sweep}",
         f"data.root={voc_size_data}",
         "data.num_workers=0",
-        "stage_epochs=2",  # VOC2011 train holds one image here: two epochs, two updates
-        "trainer.accumulate_grad_batches=1",
+        "stage_epochs=2",  # VOC2011 train holds one image here: two epochs, two updates (each epoch's end)
+        "trainer=cpu",
         "trainer.enable_progress_bar=false",
         multirun=True,
         config="table1",
