@@ -245,7 +245,7 @@ class SegmentationDataModule(L.LightningDataModule):
         whole = self.crop_size is None and self.scale_range is None
         # trainer.overfit_batches swaps the train sampler for a sequential one over single images, which
         # a sampler of batches cannot take: overfitting pads its batch instead, as crops do.
-        overfit = self.trainer is not None and bool(self.trainer.overfit_batches)
+        overfit = bool(getattr(self.trainer, "overfit_batches", 0))
         return whole and not overfit and (self.batch_size > 1 or self.images_per_update is not None)
 
     def _loader(self, dataset: SegmentationDataset, batch_size: int, train: bool) -> DataLoader:
