@@ -4,25 +4,22 @@ folder dataset from a coarser net's checkpoint (init_from)."""
 
 from __future__ import annotations
 
-import functools
 import json
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import pytest
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, TensorDataset
 
 from fcnlab.inference.evaluate import evaluate
 from fcnlab.inference.export import export
 from fcnlab.inference.inputs import normalize
 from fcnlab.inference.predict import predict
-from fcnlab.training import FCNModule, load_module
+from fcnlab.training import load_module
 from fcnlab.training.run import train
 from helpers.folder_data import make_folder, stripes
-from test_predict import make_cfg
+from test_predict import make_cfg, tiny_checkpoint
 
 ort = pytest.importorskip("onnxruntime")
 
@@ -32,26 +29,7 @@ DATA = ["data.generate=null", "data.num_workers=0", "trainer.enable_progress_bar
 
 def checkpoint(path: Path, backbone: str, name: str, num_classes: int = 21) -> Path:
     """A Lightning checkpoint of a tiny FCN on ``backbone`` after one step, its scoring layers random."""
-    torch.manual_seed(0)
-    model = {"name": name, "num_classes": num_classes, "backbone": backbone, "geometry": "faithful"}
-    module = FCNModule(model=model, optimizer=functools.partial(torch.optim.SGD, lr=1e-3))
-    with torch.no_grad():  # zero-initialised scores would make every logit 0 and every check trivial
-        for param_name, param in module.model.named_parameters():
-            if "score" in param_name:
-                param.normal_(0, 0.05)
-    data = TensorDataset(torch.randn(2, 3, 16, 16), torch.randint(0, num_classes, (2, 16, 16)))
-    trainer = L.Trainer(
-        max_steps=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        accelerator="cpu",
-        devices=1,
-    )
-    trainer.fit(module, DataLoader(data, batch_size=2))
-    trainer.save_checkpoint(path)
-    return path
+    return tiny_checkpoint(path, name, "faithful", num_classes, backbone=backbone)
 
 
 @pytest.mark.parametrize("backbone", BACKBONES)

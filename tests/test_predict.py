@@ -38,19 +38,13 @@ def tiny_checkpoint(
     name: str = "fcn8s",
     geometry: str = "efficient",
     num_classes: int = NUM_CLASSES,
+    backbone: str = "vgg16_tiny",
     **classes: list,
 ) -> Path:
     """A real Lightning checkpoint of a tiny FCN after one step, with non-zero scoring layers;
     ``classes``: ``class_names`` / ``class_colors`` for the module."""
     torch.manual_seed(0)
-    model = {
-        "name": name,
-        "num_classes": num_classes,
-        "backbone": "vgg16_tiny",
-        "geometry": geometry,
-        "width_divisor": 8,
-        "pool5_size": 3,
-    }
+    model = {"name": name, "num_classes": num_classes, "backbone": backbone, "geometry": geometry}
     module = FCNModule(model=model, optimizer=functools.partial(torch.optim.SGD, lr=1e-3), **classes)
     with torch.no_grad():  # zero-initialised scores would make every logit 0 and every check trivial
         for param_name, param in module.model.named_parameters():

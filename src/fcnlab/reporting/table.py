@@ -266,9 +266,10 @@ CSV_COLUMNS = (
 )
 
 
-def write_csv(rows: list[dict], path: Path) -> None:
+def write_csv(rows: list[dict], path: Path, columns: tuple[str, ...] = CSV_COLUMNS) -> None:
+    """``rows`` as a CSV of ``columns`` (floats to 2 decimals), written atomically."""
     with atomic_path(path) as tmp, tmp.open("w", newline="") as f:
-        writer = csv.DictWriter(f, CSV_COLUMNS, extrasaction="ignore")
+        writer = csv.DictWriter(f, columns, extrasaction="ignore")
         writer.writeheader()
         for row in rows:
             writer.writerow({k: (round(v, 2) if isinstance(v, float) else v) for k, v in row.items()})

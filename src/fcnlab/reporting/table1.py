@@ -8,17 +8,16 @@ nets into a JSON file. Reads files only: no torch.
 
 from __future__ import annotations
 
-import csv
 import datetime
 import json
 import math
 from pathlib import Path
 
-from fcnlab.atomic import atomic_path, own_outputs, write_text
+from fcnlab.atomic import own_outputs, write_text
 from fcnlab.errors import FCNLabError
 from fcnlab.reporting import plots
 from fcnlab.reporting.build import check_out, info
-from fcnlab.reporting.table import METRIC_NAMES, METRICS, collect, not_a_sweep, summarize
+from fcnlab.reporting.table import METRIC_NAMES, METRICS, collect, not_a_sweep, summarize, write_csv
 
 BACKBONES = ("alexnet", "vgg16", "googlenet")  # the paper's column order
 NAMES = {"alexnet": "FCN-AlexNet", "vgg16": "FCN-VGG16", "googlenet": "FCN-GoogLeNet"}
@@ -166,14 +165,6 @@ def markdown_table(rows: list[dict]) -> list[str]:
     return lines
 
 
-def write_csv(rows: list[dict], path: Path) -> None:
-    with atomic_path(path) as tmp, tmp.open("w", newline="") as f:
-        writer = csv.DictWriter(f, CSV_COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: (round(v, 2) if isinstance(v, float) else v) for k, v in row.items()})
-
-
 # What each report writes into --out (replaced only where fcnlab-report wrote it; see fcnlab.atomic).
 TABLE1_FILES = ("table1.md", "table1.csv", "table1_predictions.png")
 LR_SEARCH_FILES = ("table1_lr_search.md",)
@@ -196,7 +187,7 @@ def build_table1(
 
 
 def _write_table1(sweep_dir: Path, out: Path, nets: dict, rows, records, extra_lines) -> list[dict]:
-    write_csv(rows, out / "table1.csv")
+    write_csv(rows, out / "table1.csv", CSV_COLUMNS)
     variants = {r["net"]: NAMES[r["backbone"]] for r in rows}
     skipped = plots.figure4(records, out / "table1_predictions.png", variants)
     if skipped:
