@@ -1154,6 +1154,25 @@ def r193_eval_into_a_folder_with_another_eval_json(data: Path, tmp: Path) -> str
     return message
 
 
+def r194_gpu_trainer_without_a_usable_cuda(data: Path, tmp: Path) -> str:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CUDA_VISIBLE_DEVICES", "")  # the suite hides GPUs anyway (conftest)
+        return message_of(lambda: tiny_train(str(data), tmp, "trainer=gpu", "debug=fast"))
+
+
+def r195_images_per_update_with_lightnings_accumulation(data: Path, tmp: Path) -> str:
+    extra = ("+data.images_per_update=4", "data.crop_size=null", "data.scale_range=null", "scheduler=none")
+    return message_of(lambda: tiny_train(str(data), tmp, *extra, "trainer.accumulate_grad_batches=2"))
+
+
+def r196_unknown_float32_matmul_precision(data: Path, tmp: Path) -> str:
+    return message_of(lambda: tiny_train(str(data), tmp, "float32_matmul_precision=fast", "debug=fast"))
+
+
+def r197_unknown_loss_normalization(data: Path, tmp: Path) -> str:
+    return message_of(lambda: tiny_train(str(data), tmp, "loss.normalize=pixel", "debug=fast"))
+
+
 CASES = {name.split("_")[0].upper(): fn for name, fn in dict(globals()).items() if re.match(r"r\d+_", name)}
 
 
