@@ -14,21 +14,17 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import open_dict
 from PIL import Image
 from torch.utils.data import DataLoader, TensorDataset
 
 from fcnlab.atomic import OUTPUTS_MANIFEST
-from fcnlab.config import CONF_DIR
 from fcnlab.data.classes import voc_palette
 from fcnlab.errors import FCNLabError
 from fcnlab.inference.inputs import read_image
 from fcnlab.inference.predict import predict, save_png
 from fcnlab.training import FCNModule
 from helpers.hang import HANG_GUARD_S
+from test_train import make_cfg
 
 NUM_CLASSES = 21
 
@@ -63,18 +59,6 @@ def tiny_checkpoint(
     trainer.fit(module, DataLoader(data, batch_size=2))
     trainer.save_checkpoint(path)
     return path
-
-
-def make_cfg(config_name: str, overrides: list[str], job_dir: Path):
-    """Compose like ``@hydra.main`` does, with ``job_dir`` as the job's output dir."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        cfg = compose(config_name, overrides=overrides, return_hydra_config=True)
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(job_dir)
-        cfg.paths.root_dir = str(job_dir)
-    return cfg
 
 
 @pytest.fixture(scope="module")

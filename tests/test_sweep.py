@@ -18,14 +18,17 @@ from helpers.hang import HANG_GUARD_S
 from test_train import train_command
 
 
-def run_sweep(sweep_dir: Path, data_root: str, tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
+def run_sweep(
+    sweep_dir: Path, data_root: str, tmp_path: Path, *extra: str, config: str = "table2"
+) -> subprocess.CompletedProcess:
+    """The ``config`` multirun on the tiny data: one epoch of pretraining, one of each stage, 3 batches."""
     cmd = [
         sys.executable,
         "-m",
         "fcnlab.cli.train",
         "-m",
         "--config-name",
-        "table2",
+        config,
         f"hydra.sweep.dir={sweep_dir}",
         f"paths.root_dir={tmp_path}",
         f"data.root={data_root}",
@@ -34,7 +37,6 @@ def run_sweep(sweep_dir: Path, data_root: str, tmp_path: Path, *extra: str) -> s
         "data.batch_size=4",
         "data.num_workers=0",
         f"pretrain.data_root={data_root}",
-        f"pretrain.output={tmp_path}/pretrained/tiny.pth",
         "pretrain.epochs=1",
         "stage_epochs=1",
         "trainer.limit_train_batches=3",
@@ -72,7 +74,7 @@ def test_miniature_table2_sweep_and_report(table2_sweep, tmp_path):
     assert results["fcn16s_seed0"]["init_from"] == str(sweep / "fcn32s_seed0/checkpoints/best.ckpt")
     assert results["fcn8s_seed0"]["init_from"] == str(sweep / "fcn16s_seed0/checkpoints/best.ckpt")
     assert results["fcn32s_seed0"]["init_from"] is None
-    assert results["fcn32s_seed0"]["pretrained"] == f"{sweep.parent}/pretrained/tiny.pth"
+    assert results["fcn32s_seed0"]["pretrained"] == f"{sweep.parent}/data/pretrained/vgg16_tiny_shapes.pth"
     pretrained = json.loads((sweep.parent / "pretrained" / "tiny.json").read_text())["settings"]
     assert pretrained["backbone_kwargs"] == {"width_divisor": 8, "pool5_size": 3, "dropout": 0.0}  # defaults
     assert "initialised from" in (sweep / "fcn8s_seed0/table2.log").read_text()

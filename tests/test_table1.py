@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +15,7 @@ from fcnlab.config import compose_train_config
 from fcnlab.errors import FCNLabError
 from fcnlab.models import backbone_spec, create_model
 from fcnlab.reporting.table1 import BACKBONES, CSV_COLUMNS, build_lr_search, build_table1
+from test_sweep import run_sweep
 
 TINY = ("vgg16_tiny", "alexnet_tiny", "googlenet_tiny")
 MODELS = ("fcn32s_fixed", "fcn32s", "fcn16s", "fcn8s", "fcn8s_atonce", "fcn32s_mid", "fcn32s_long")
@@ -153,26 +152,7 @@ def test_lr_search_report_picks_each_backbones_best(tmp_path):
 def test_miniature_table1_sweep_and_report(tiny_data, tmp_path):
     """The Table 1 multirun on the tiny data (pretraining each backbone for an epoch), then its report."""
     sweep = tmp_path / "sweep"
-    cmd = [
-        sys.executable,
-        "-m",
-        "fcnlab.cli.train",
-        "-m",
-        "--config-name",
-        "table1",
-        f"hydra.sweep.dir={sweep}",
-        f"paths.root_dir={tmp_path}",
-        f"data.root={tiny_data}",
-        "data.generate=null",
-        "data.crop_size=48",
-        "data.batch_size=4",
-        f"pretrain.data_root={tiny_data}",
-        "pretrain.epochs=1",
-        "stage_epochs=1",
-        "trainer.limit_train_batches=2",
-        "trainer.enable_progress_bar=false",
-    ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=tmp_path)
+    proc = run_sweep(sweep, tiny_data, tmp_path, config="table1")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == [f"{b}_seed0" for b in sorted(TINY)]
     for backbone in TINY:

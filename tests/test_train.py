@@ -11,13 +11,10 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf, open_dict
 
-from fcnlab.config import CONF_DIR
+from fcnlab.config import CONF_DIR, compose_job
 from fcnlab.errors import FCNLabError
 from fcnlab.inference.evaluate import evaluate
 from fcnlab.models import backbone_spec, create_model
@@ -31,14 +28,10 @@ MODELS = sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml"))
 
 
 def make_cfg(config_name: str = "train", overrides: list[str] = (), tmp_path: Path | None = None):
-    """Compose like ``@hydra.main`` does, with this test's tmp dir as the job's output dir."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        cfg = compose(config_name, overrides=list(overrides), return_hydra_config=True)
-    HydraConfig.instance().set_config(cfg)
+    """Compose like ``@hydra.main`` does, with this test's tmp dir as the job's output and root dir."""
+    cfg = compose_job(config_name, overrides, tmp_path)
     if tmp_path is not None:
         with open_dict(cfg):
-            cfg.paths.output_dir = str(tmp_path)
             cfg.paths.root_dir = str(tmp_path)
     return cfg
 

@@ -22,7 +22,7 @@ from fcnlab.training.callbacks import (
 from fcnlab.training.run import train
 from fcnlab.wandb_runs import finish_wandb, sweep_group
 from helpers.hang import HANG_GUARD_S
-from test_train import make_cfg, tiny_overrides
+from test_train import make_cfg, tiny_overrides, train_command
 
 
 @pytest.fixture
@@ -176,21 +176,10 @@ def test_multirun_is_one_group_of_runs_and_report_joins_it(offline_wandb, tiny_d
     from fcnlab.cli.report import main as report_main
 
     sweep = tmp_path / "sweep"
-    cmd = [
-        sys.executable,
-        "-m",
-        "fcnlab.cli.train",
-        "-m",
-        "model=fcn32s,fcn16s",
-        "logger=wandb",
-        f"hydra.sweep.dir={sweep}",
-        f"paths.root_dir={tmp_path}",
-        *tiny_overrides(tiny_data),
-        "trainer.max_epochs=1",
-        "trainer.limit_train_batches=2",
-        "trainer.limit_val_batches=2",
-        "callbacks.wandb_media.num_images=1",
-    ]
+    extra = ["model=fcn32s,fcn16s", "logger=wandb", f"hydra.sweep.dir={sweep}", "trainer.max_epochs=1"]
+    extra += ["trainer.limit_train_batches=2", "trainer.limit_val_batches=2"]
+    extra += ["callbacks.wandb_media.num_images=1"]
+    cmd = train_command(tiny_data, tmp_path, *extra, multirun=True)
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=HANG_GUARD_S, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     jobs = sorted(p for p in sweep.iterdir() if p.is_dir())

@@ -103,6 +103,22 @@ def quiet_known_messages() -> None:
         logging.getLogger(name).addFilter(lambda record: "litlogger" not in record.getMessage())
 
 
+def compose_job(config_name: str, overrides: list[str], output_dir: str | Path | None = None) -> DictConfig:
+    """A config as ``@hydra.main`` composes it (HydraConfig set), with ``output_dir`` as the job's folder."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import open_dict
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name, overrides=list(overrides), return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    if output_dir is not None:
+        with open_dict(cfg):
+            cfg.paths.output_dir = str(output_dir)
+    return cfg
+
+
 def compose_train_config(overrides: list[str], job: str = "throughput") -> DictConfig:
     """``conf/train.yaml`` with ``overrides``, resolved as ``fcnlab-train`` would (no job is started)."""
     from hydra import compose, initialize_config_dir

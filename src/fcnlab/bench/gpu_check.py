@@ -23,6 +23,8 @@ from pathlib import Path
 import lightning as L
 import torch
 
+from fcnlab.config import compose_job
+
 TOLERANCE = 2e-2  # relative: a precision against true fp32, on the losses and on the score_fr update
 WEIGHT_FILES = ("vgg16-397923af.pth", "vgg16_from_caffe.pth")  # what model.pretrained reads in $TORCH_HOME
 MODES = {"fp32": ("32-true", "highest"), "tf32": ("32-true", "high"), "bf16": ("bf16-mixed", "highest")}
@@ -101,24 +103,6 @@ class StepClock(L.Callback):
         }
 
 
-def compose(config: str, overrides: list[str], out: Path):
-    """A Hydra config as ``@hydra.main`` composes it, with ``out`` as the job's folder."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import open_dict
-
-    from fcnlab.config import CONF_DIR
-
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        cfg = compose(config, overrides=overrides, return_hydra_config=True)
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(out)
-    return cfg
-
-
 def prepare(plan: Plan, work: Path) -> Path:
     """A random VGG16 under every file name model.pretrained reads, and the generated VOC tree."""
     import torchvision
@@ -148,7 +132,7 @@ def run(plan: Plan, work: Path, data: Path, name: str, experiment: str, steps: i
     overrides += ["+trainer.profiler._target_=lightning.pytorch.profilers.SimpleProfiler", *plan.extra]
     overrides += [f"+trainer.profiler.dirpath={work / name}", "+trainer.profiler.filename=profile", *extra]
     try:
-        results = train(compose("table2", overrides, work / name))
+        results = train(compose_job("table2", overrides, work / name))
     except Exception as e:  # any failure of a run fails the check, named
         raise CheckFailed(f"{name}: {type(e).__name__}: {e}"[:400]) from e
     if results.get("status") != "ok":
@@ -228,7 +212,7 @@ def evaluate(plan: Plan, work: Path, data: Path) -> dict:
     overrides = [f"ckpt={work / 'heavy' / 'checkpoints' / 'best.ckpt'}", "data=voc_sbd", f"data.root={data}"]
     overrides += [f"trainer={plan.trainer}", f"paths.root_dir={work}"]
     start = time.perf_counter()
-    evaluate_cfg(compose("eval", overrides, work / "eval"))
+    evaluate_cfg(compose_job("eval", overrides, work / "eval"))
     seconds = time.perf_counter() - start
     print(f"fcnlab-eval on {images} images: {seconds:.1f} s in this process, {images / seconds:.1f} images/s")
     return {"images": images, "seconds": seconds, "images_per_s": images / seconds}

@@ -16,8 +16,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from fcnlab.models.backbone import Backbone, init_classifier_weights
-from fcnlab.models.convolutionalize import convolutionalize
+from fcnlab.models.backbone import Backbone, fc_backbone, init_classifier_weights
 
 
 @dataclass(frozen=True)
@@ -42,18 +41,8 @@ class AlexNetSpec:
         return AlexNetClassifier(self, num_classes, batch_norm)
 
     def fcn_backbone(self, classifier: AlexNetClassifier, geometry: str) -> Backbone:
-        """conv1 … fc7, fully convolutional: taps pool1 (stride 8) and pool2 (16), output fc7.
-
-        faithful: fc6 unpadded (the release's); efficient: padded by half its kernel, so it keeps at
-        least the pool5 map's size (one more column for an even kernel: AlexNet's 6×6).
-        """
-        k = self.pool5_size
-        fc = convolutionalize(
-            classifier.classifier, self.widths[-1], k, padding=0 if geometry == "faithful" else k // 2
-        )
-        pools = [str(i) for i, m in enumerate(classifier.features) if isinstance(m, nn.MaxPool2d)]
-        taps = {pools[0]: "pool1", pools[1]: "pool2"}
-        return Backbone(self, classifier.features, fc, geometry, taps, out="fc7")
+        """conv1 … fc7, fully convolutional: taps pool1 (stride 8) and pool2 (16), output fc7."""
+        return fc_backbone(self, classifier, geometry, {0: "pool1", 1: "pool2"})
 
 
 def alexnet_spec() -> AlexNetSpec:

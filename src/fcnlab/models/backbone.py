@@ -16,6 +16,7 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 from torchvision.ops import FrozenBatchNorm2d
 
+from fcnlab.models.convolutionalize import convolutionalize
 from fcnlab.models.geometry import CoordMap, out_channels, set_geometry, walk
 
 
@@ -71,6 +72,21 @@ class Backbone(nn.Module):
                 out[self._taps[name]] = x
         out[self.out] = self.fc(x)
         return out
+
+
+def fc_backbone(spec, classifier: nn.Module, geometry: str, taps: dict[int, str]) -> Backbone:
+    """A plain conv stack and its fc layers, convolutionalized: AlexNet's and VGG's FCN backbone.
+
+    ``taps`` names max pools by their order (0: the first). faithful: fc6 unpadded, as the
+    classifier; efficient: padded by half its kernel, so the output keeps at least the pool5 map's
+    size (one more column for an even kernel, such as AlexNet's 6×6).
+    """
+    k = spec.pool5_size
+    padding = 0 if geometry == "faithful" else k // 2
+    fc = convolutionalize(classifier.classifier, spec.widths[-1], k, padding=padding)
+    pools = [str(i) for i, m in enumerate(classifier.features) if isinstance(m, nn.MaxPool2d)]
+    taps_by_index = {pools[i]: name for i, name in taps.items()}
+    return Backbone(spec, classifier.features, fc, geometry, taps_by_index, out="fc7")
 
 
 @torch.no_grad()

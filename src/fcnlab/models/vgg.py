@@ -16,8 +16,7 @@ from torch import nn
 from torchvision.models.vgg import cfgs as vgg_cfgs
 from torchvision.models.vgg import make_layers
 
-from fcnlab.models.backbone import Backbone, init_classifier_weights
-from fcnlab.models.convolutionalize import convolutionalize
+from fcnlab.models.backbone import Backbone, fc_backbone, init_classifier_weights
 
 
 @dataclass(frozen=True)
@@ -43,17 +42,8 @@ class VGGSpec:
         return VGGClassifier(self, num_classes, batch_norm)
 
     def fcn_backbone(self, classifier: VGGClassifier, geometry: str) -> Backbone:
-        """conv1_1 … fc7, fully convolutional: taps pool3 (stride 8) and pool4 (16), output fc7.
-
-        faithful: fc6 unpadded, as the classifier; efficient: padded to keep the pool5 map's size.
-        """
-        k = self.pool5_size
-        fc = convolutionalize(
-            classifier.classifier, self.widths[-1], k, padding=0 if geometry == "faithful" else k // 2
-        )
-        pools = [str(i) for i, m in enumerate(classifier.features) if isinstance(m, nn.MaxPool2d)]
-        taps = {pools[2]: "pool3", pools[3]: "pool4"}
-        return Backbone(self, classifier.features, fc, geometry, taps, out="fc7")
+        """conv1_1 … fc7, fully convolutional: taps pool3 (stride 8) and pool4 (16), output fc7."""
+        return fc_backbone(self, classifier, geometry, {2: "pool3", 3: "pool4"})
 
 
 def vgg16_spec() -> VGGSpec:
