@@ -75,7 +75,7 @@ def test_miniature_table2_sweep_and_report(table2_sweep, tmp_path):
     assert results["fcn8s_seed0"]["init_from"] == str(sweep / "fcn16s_seed0/checkpoints/best.ckpt")
     assert results["fcn32s_seed0"]["init_from"] is None
     assert results["fcn32s_seed0"]["pretrained"] == f"{sweep.parent}/data/pretrained/vgg16_tiny_shapes.pth"
-    pretrained = json.loads((sweep.parent / "pretrained" / "tiny.json").read_text())["settings"]
+    pretrained = json.loads((sweep.parent / "data/pretrained/vgg16_tiny_shapes.json").read_text())["settings"]
     assert pretrained["backbone_kwargs"] == {"width_divisor": 8, "pool5_size": 3, "dropout": 0.0}  # defaults
     assert "initialised from" in (sweep / "fcn8s_seed0/table2.log").read_text()
     assert results["fcn32s_mid_seed0"]["init_from"] == str(sweep / "fcn32s_seed0/checkpoints/best.ckpt")
