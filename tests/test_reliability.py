@@ -1173,6 +1173,51 @@ def r197_unknown_loss_normalization(data: Path, tmp: Path) -> str:
     return message_of(lambda: tiny_train(str(data), tmp, "loss.normalize=pixel", "debug=fast"))
 
 
+# A console script (``fcnlab.cli:<command>_main``) run in a child whose import of ``first`` (or of
+# anything, for "*") raises KeyboardInterrupt: Ctrl-C pressed while the command is still starting.
+CTRL_C_AT_IMPORT = """
+import builtins, sys
+import fcnlab.cli
+real, first = builtins.__import__, sys.argv[2]
+def pressed(name, *args, **kwargs):
+    if first in ("*", name.split(".")[0]):
+        raise KeyboardInterrupt
+    return real(name, *args, **kwargs)
+builtins.__import__ = pressed
+script, sys.argv = sys.argv[1], [sys.argv[1]]
+getattr(fcnlab.cli, script.split(":")[1])()
+"""
+
+
+def ctrl_c_while_starting(script: str, first: str, cwd: Path) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-c", CTRL_C_AT_IMPORT, script, first]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=HANG_GUARD_S, cwd=cwd)
+
+
+def r198_ctrl_c_while_a_command_starts(data: Path, tmp: Path) -> str:
+    proc = ctrl_c_while_starting("fcnlab.cli:train_main", "lightning", tmp)
+    assert proc.returncode == 130, proc.stderr[-2000:]
+    assert sorted(tmp.iterdir()) == []
+    [line] = proc.stderr.splitlines()
+    return line
+
+
+def console_scripts() -> dict[str, str]:
+    import tomllib
+
+    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    return tomllib.loads(pyproject.read_text())["project"]["scripts"]
+
+
+@pytest.mark.parametrize("name", sorted(console_scripts()))
+def test_every_command_turns_ctrl_c_while_starting_into_one_line(name, tmp_path):
+    """Each console script goes through fcnlab.cli's wrapper: Ctrl-C during its imports is one line."""
+    script = console_scripts()[name]
+    assert script.startswith("fcnlab.cli:") and script.endswith("_main"), script
+    proc = ctrl_c_while_starting(script, "*", tmp_path)
+    assert (proc.returncode, proc.stderr) == (130, f"interrupted; nothing half-written left in {tmp_path}\n")
+
+
 CASES = {name.split("_")[0].upper(): fn for name, fn in dict(globals()).items() if re.match(r"r\d+_", name)}
 
 
