@@ -51,12 +51,13 @@ def main(cfg: DictConfig) -> float:
             from fcnlab.wandb_runs import finish_wandb
 
             finish_wandb()  # a failed job must not leave its run open for the next one; prints `wandb sync`
-    log.info(
-        "%s seed %s: %s",
-        results["variant"],
-        results["seed"],
-        ", ".join(f"{k} {100 * v:.1f}" for k, v in results["metrics"].items()),
-    )
+    if results["metrics"]:  # pretrain_only has none: the pretrain step logged its own line
+        log.info(
+            "%s seed %s: %s",
+            results["variant"],
+            results["seed"],
+            ", ".join(f"{k} {100 * v:.1f}" for k, v in results["metrics"].items()),
+        )
     return results["metrics"].get(cfg.optimized_metric.removeprefix("val/"), math.nan)
 
 
